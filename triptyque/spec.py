@@ -1,0 +1,245 @@
+"""The service spec: one YAML file, one typed model, every target renders from it.
+
+``load_spec(path, target)`` reads the file, deep-merges ``targets.<target>`` over the
+base, and validates the result. Every problem becomes one line naming the file and
+the field, so a user can fix them all in one pass.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from triptyque.errors import SpecError
+
+TargetName = Literal["local", "edge", "onprem", "cloud"]
+TARGETS: tuple[TargetName, ...] = ("local", "edge", "onprem", "cloud")
+DEFAULT_SPEC = Path("serving/service.yaml")
+
+KeyName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")]
+Quantity = Annotated[str, StringConstraints(pattern=r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti)?$")]
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Model(_Strict):
+    name: Annotated[str, StringConstraints(min_length=1)]
+    source: Annotated[str, StringConstraints(min_length=1)] = Field(
+        description="A folder (relative to the spec file) or a Hugging Face hub id."
+    )
+    revision: Annotated[str, StringConstraints(min_length=1)]
+    served_name: KeyName
+
+
+class Engine(_Strict):
+    version: Annotated[str, StringConstraints(pattern=r"^\d+\.\d+\.\d+$")]
+    port: int = Field(ge=1, le=65535)
+    max_model_len: int = Field(ge=16)
+    dtype: Literal["auto", "float32", "float16", "bfloat16"]
+    gpu_memory_utilization: float = Field(gt=0.0, le=1.0)
+    tensor_parallel_size: int = Field(ge=1, le=64)
+    load_format: Literal["auto", "safetensors", "dummy"] = "auto"
+    extra_args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("extra_args")
+    @classmethod
+    def _no_managed_flags(cls, value: list[str]) -> list[str]:
+        managed = {"--port", "--host", "--model", "--served-model-name", "--api-key"}
+        clash = sorted({a.split("=", 1)[0] for a in value} & managed)
+        if clash:
+            raise ValueError(f"{', '.join(clash)} is set by triptyque; remove it from extra_args")
+        return value
+
+
+class Resources(_Strict):
+    gpu_count: int = Field(ge=0, le=64)
+    gpu_type: str
+    cpu: Quantity
+    memory: Quantity
+
+    @model_validator(mode="after")
+    def _gpu_type_matches_count(self) -> Resources:
+        if self.gpu_count == 0 and self.gpu_type != "none":
+            raise ValueError("gpu_type must be 'none' when gpu_count is 0")
+        if self.gpu_count > 0 and self.gpu_type == "none":
+            raise ValueError("gpu_type must name a GPU when gpu_count is above 0")
+        return self
+
+
+class ApiKey(_Strict):
+    sha256: str = Field(description="Hex SHA-256 of the key; the key itself is never stored.")
+
+    @field_validator("sha256")
+    @classmethod
+    def _is_sha256(cls, value: str) -> str:
+        if not _SHA256.match(value):
+            raise ValueError("must be 64 lowercase hex characters (triptyque keys new NAME)")
+        return value
+
+
+class Limits(_Strict):
+    max_body_bytes: int = Field(ge=1024, le=64 * 1024 * 1024)
+    max_concurrent_requests: int = Field(ge=1, le=100_000)
+    connect_timeout_seconds: float = Field(gt=0, le=60)
+    first_byte_timeout_seconds: float = Field(gt=0, le=3600)
+    idle_timeout_seconds: float = Field(gt=0, le=3600)
+
+
+class Gateway(_Strict):
+    port: int = Field(ge=1, le=65535)
+    api_keys: dict[KeyName, ApiKey] = Field(default_factory=dict)
+    admin_keys: dict[KeyName, ApiKey] = Field(default_factory=dict)
+    limits: Limits
+
+
+class KillSwitch(_Strict):
+    enabled: bool = True
+    require_reason: bool = True
+    cut_streams: bool = True
+    stop_engine_on_hard_kill: bool = True
+
+
+class Slo(_Strict):
+    availability: float = Field(gt=0.5, lt=1.0)
+    ttft_p95_seconds: float = Field(gt=0)
+    latency_p95_seconds: float = Field(gt=0)
+    window_days: int = Field(ge=1, le=90)
+
+
+class ServiceSpec(_Strict):
+    name: KeyName
+    model: Model
+    engine: Engine
+    resources: Resources
+    gateway: Gateway
+    kill_switch: KillSwitch
+    slo: Slo
+    target: TargetName | None = Field(
+        default=None, description="Set by load_spec once a target's overrides are applied."
+    )
+    spec_dir: Path | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _ports_differ(self) -> ServiceSpec:
+        if self.engine.port == self.gateway.port:
+            raise ValueError("engine.port and gateway.port must differ")
+        return self
+
+    @property
+    def model_is_local(self) -> bool:
+        return self.model_path is not None
+
+    @property
+    def model_path(self) -> Path | None:
+        """The model folder when ``model.source`` names one, else None (a hub id)."""
+        base = self.spec_dir or Path.cwd()
+        candidate = (base / self.model.source).resolve()
+        return candidate if candidate.is_dir() else None
+
+    def spec_hash(self) -> str:
+        """A stable digest of the resolved spec, recorded with every deployment."""
+        payload = self.model_dump(mode="json")
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Return ``base`` with ``override`` merged in; mappings merge, everything else replaces."""
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _problems(error: ValidationError, path: Path, where: str) -> list[str]:
+    lines = []
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = item["msg"].removeprefix("Value error, ")
+        lines.append(f"{path}: {field}{where}: {message}")
+    return lines
+
+
+def read_raw(path: Path) -> dict[str, Any]:
+    """Parse the YAML file; a missing file or bad YAML is a SpecError naming the line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError([f"{path}: file not found (pass --spec PATH)"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError([f"{path}: cannot read: {exc}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SpecError([f"{path}: {line}invalid YAML: {problem}"]) from None
+    if not isinstance(data, dict):
+        raise SpecError([f"{path}: the spec must be a YAML mapping, got {type(data).__name__}"])
+    return data
+
+
+def _resolve(raw: dict[str, Any], path: Path, target: TargetName | None) -> ServiceSpec:
+    base = {key: value for key, value in raw.items() if key != "targets"}
+    where = ""
+    if target is not None:
+        overrides = (raw.get("targets") or {}).get(target) or {}
+        base = deep_merge(base, overrides)
+        base["target"] = target
+        where = f" (with targets.{target} applied)"
+    try:
+        return ServiceSpec.model_validate({**base, "spec_dir": path.parent.resolve()})
+    except ValidationError as exc:
+        raise SpecError(_problems(exc, path, where)) from None
+
+
+def load_spec(path: Path = DEFAULT_SPEC, target: TargetName | None = None) -> ServiceSpec:
+    """Load and validate the spec, with ``target``'s overrides applied when given."""
+    return _resolve(read_raw(path), path, target)
+
+
+def validate_file(path: Path) -> dict[str, ServiceSpec]:
+    """Validate the base spec and every target; collect every problem before failing."""
+    raw = read_raw(path)
+    problems: list[str] = []
+    targets = raw.get("targets") or {}
+    if not isinstance(targets, dict):
+        raise SpecError([f"{path}: targets: must be a mapping of target name to overrides"])
+    for name in targets:
+        if name not in TARGETS:
+            problems.append(f"{path}: targets.{name}: unknown target; use one of {', '.join(TARGETS)}")
+        elif not isinstance(targets[name], dict | None):
+            problems.append(f"{path}: targets.{name}: overrides must be a mapping")
+    resolved: dict[str, ServiceSpec] = {}
+    for target in (None, *TARGETS):
+        if target is not None and not isinstance(targets.get(target), dict | None):
+            continue
+        try:
+            resolved[target or "base"] = _resolve(raw, path, target)
+        except SpecError as exc:
+            problems.extend(p for p in exc.problems if p not in problems)
+    if problems:
+        raise SpecError(problems)
+    return resolved

@@ -1,0 +1,1 @@
+"""Deployment targets. Each module implements ``triptyque.targets.base.Target``."""
