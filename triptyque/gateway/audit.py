@@ -16,7 +16,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from triptyque.errors import AuditError
 
@@ -34,11 +34,24 @@ class Verified:
     head: str
 
 
+class AuditSink(Protocol):
+    """Where the kill switch appends its audit entries (a file here; the cluster elsewhere)."""
+
+    def describe(self) -> str: ...
+
+    def append(self, **fields: Any) -> dict[str, Any]: ...
+
+    def head(self) -> str | None: ...
+
+
 class AuditLog:
     """A JSON-lines file; appends are locked and fsynced so concurrent writers stay ordered."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+
+    def describe(self) -> str:
+        return str(self.path)
 
     def append(self, **fields: Any) -> dict[str, Any]:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 
 from triptyque.errors import AuditError, StateError
-from triptyque.gateway.audit import AuditLog
+from triptyque.gateway.audit import AuditSink
 from triptyque.gateway.state import KillState, StateStore
 
 log = logging.getLogger("triptyque.gateway.killswitch")
@@ -29,7 +29,7 @@ class KillSwitch:
     def __init__(
         self,
         store: StateStore,
-        audit: AuditLog,
+        audit: AuditSink,
         *,
         on_change: Callable[[KillState], None] = lambda _state: None,
         clock: Callable[[], float] = time.time,
@@ -77,11 +77,11 @@ class KillSwitch:
             if stored is None and head is not None:
                 self._fail_closed(
                     f"state {self.store.describe()} is missing but the audit log "
-                    f"{self.audit.path} has entries"
+                    f"{self.audit.describe()} has entries"
                 )
             elif stored is not None and stored.audit_head != head:
                 self._fail_closed(
-                    f"state {self.store.describe()} and audit log {self.audit.path} disagree; "
+                    f"state {self.store.describe()} and audit log {self.audit.describe()} disagree; "
                     "run `triptyque audit verify`"
                 )
             else:
