@@ -125,6 +125,18 @@ class Slo(_Strict):
     window_days: int = Field(ge=1, le=90)
 
 
+PinnedImage = Annotated[
+    str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._/:-]*(:[A-Za-z0-9._-]+)?@sha256:[0-9a-f]{64}$")
+]
+
+
+class Images(_Strict):
+    """Container images for the Kubernetes targets, pinned by digest (a tag alone can move)."""
+
+    engine: PinnedImage = Field(description="vllm/vllm-openai at engine.version, by digest.")
+    gateway: PinnedImage = Field(description="The triptyque gateway image, by digest.")
+
+
 class ServiceSpec(_Strict):
     name: KeyName
     model: Model
@@ -133,6 +145,9 @@ class ServiceSpec(_Strict):
     gateway: Gateway
     kill_switch: KillSwitch
     slo: Slo
+    images: Images | None = Field(
+        default=None, description="Required by the Kubernetes targets; unused by local and edge."
+    )
     target: TargetName | None = Field(
         default=None, description="Set by load_spec once a target's overrides are applied."
     )

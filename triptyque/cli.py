@@ -1,0 +1,240 @@
+"""The `triptyque` command: thin commands over the modules that do the work."""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from triptyque.errors import TriptyqueError
+from triptyque.spec import DEFAULT_SPEC, load_spec, validate_file
+from triptyque.targets.base import NodeReport, Progress, Target
+from triptyque.targets.registry import make_target
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="Deploy one vLLM service to local, edge, on-prem and cloud targets, "
+                       "and measure what each costs to run.")
+audit_app = typer.Typer(no_args_is_help=True, help="Check the kill-switch audit log.")
+keys_app = typer.Typer(no_args_is_help=True, help="Create API and admin keys.")
+app.add_typer(audit_app, name="audit")
+app.add_typer(keys_app, name="keys")
+
+console = Console()
+errors = Console(stderr=True)
+
+SpecOption = Annotated[Path, typer.Option("--spec", envvar="TRIPTYQUE_SPEC",
+                                          help="The service spec (YAML).")]
+StateOption = Annotated[Path, typer.Option("--state-dir", envvar="TRIPTYQUE_STATE_DIR",
+                                           help="Where deployments keep their state.")]
+TargetOption = Annotated[str, typer.Option("--target", "-t", help="local, edge, onprem or cloud.")]
+InventoryOption = Annotated[Path | None, typer.Option("--inventory", "-i", envvar="TRIPTYQUE_INVENTORY",
+                                                      help="Ansible inventory (edge target).")]
+OperatorOption = Annotated[str, typer.Option("--operator", envvar="TRIPTYQUE_OPERATOR",
+                                             help="Who takes the decision (recorded in the audit log).")]
+ReasonOption = Annotated[str, typer.Option("--reason", "-r", help="Why (recorded in the audit log).")]
+DEFAULT_STATE = Path(".triptyque")
+
+
+def _default_operator() -> str:
+    with contextlib.suppress(Exception):
+        return getpass.getuser()
+    return "operator"
+
+
+def fail(error: TriptyqueError) -> typer.Exit:
+    for line in str(error).splitlines():
+        errors.print(f"[red]error:[/] {line}", highlight=False, markup=True)
+    return typer.Exit(1)
+
+
+@contextlib.contextmanager
+def spinner() -> Iterator[Progress]:
+    """A Rich status line; each message is also kept in the scrollback."""
+    started = time.monotonic()
+    with console.status("working...") as status:
+        last = [""]
+
+        def update(message: str) -> None:
+            status.update(f"{message}  [dim]{time.monotonic() - started:.0f} s[/]")
+            if not message.startswith("waiting") and message != last[0]:
+                console.print(f"  [dim]-[/] {message}")
+            last[0] = message
+
+        yield update
+
+
+def _target(name: str, spec_path: Path, state_dir: Path, inventory: Path | None) -> Target:
+    spec = load_spec(spec_path, target=name)  # type: ignore[arg-type]
+    return make_target(name, spec, state_root=state_dir, inventory=inventory)
+
+
+def _reports(reports: list[NodeReport], title: str) -> bool:
+    table = Table(title=title)
+    for column in ("node", "reachable", "stopped", "ready", "time", "detail"):
+        table.add_column(column)
+    ok = True
+    for r in reports:
+        ok &= r.reachable
+        table.add_row(r.node, "yes" if r.reachable else "[red bold]NO[/]",
+                      "-" if r.engaged is None else ("yes" if r.engaged else "no"),
+                      "-" if r.ready is None else ("yes" if r.ready else "no"),
+                      f"{r.seconds * 1000:.0f} ms", r.detail + (f" {r.extra}" if r.extra else ""))
+    console.print(table)
+    return ok
+
+
+@app.command()
+def validate(spec: SpecOption = DEFAULT_SPEC) -> None:
+    """Check the service spec and every target's overrides; one line per problem."""
+    try:
+        resolved = validate_file(spec)
+    except TriptyqueError as exc:
+        raise fail(exc) from None
+    targets = ", ".join(name for name in resolved if name != "base")
+    console.print(f"[green]ok[/] {spec}: base spec and targets {targets} are valid "
+                  f"(spec hash {resolved['base'].spec_hash()})")
+
+
+@app.command()
+def up(target: Annotated[str, typer.Argument(help="local, edge, onprem or cloud")] = "local",
+       spec: SpecOption = DEFAULT_SPEC, state_dir: StateOption = DEFAULT_STATE,
+       inventory: InventoryOption = None) -> None:
+    """Deploy the service to a target and wait until it serves."""
+    try:
+        deployment = _target(target, spec, state_dir, inventory)
+        with spinner() as progress:
+            endpoints = deployment.up(progress)
+    except TriptyqueError as exc:
+        raise fail(exc) from None
+    console.print(f"[bold green]{target} is up[/]")
+    for endpoint in endpoints:
+        console.print(f"  {endpoint.name:<30} {endpoint.url}")
+
+
+@app.command()
+def down(target: Annotated[str, typer.Argument(help="local, edge, onprem or cloud")] = "local",
+         spec: SpecOption = DEFAULT_SPEC, state_dir: StateOption = DEFAULT_STATE,
+         inventory: InventoryOption = None) -> None:
+    """Stop the service on a target (the kill-switch state and audit log are kept)."""
+    try:
+        deployment = _target(target, spec, state_dir, inventory)
+        with spinner() as progress:
+            deployment.down(progress)
+    except TriptyqueError as exc:
+        raise fail(exc) from None
+    console.print(f"[bold]{target} is down[/]")
+
+
+@app.command()
+def status(target: TargetOption = "local", spec: SpecOption = DEFAULT_SPEC,
+           state_dir: StateOption = DEFAULT_STATE, inventory: InventoryOption = None,
+           as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Readiness and kill-switch state of every gateway of a target."""
+    try:
+        reports = _target(target, spec, state_dir, inventory).status()
+    except TriptyqueError as exc:
+        raise fail(exc) from None
+    if as_json:
+        print(json.dumps([r.as_dict() for r in reports], indent=2))
+        ok = all(r.reachable for r in reports)
+    else:
+        ok = _reports(reports, f"{target} status")
+    raise typer.Exit(0 if ok else 1)
+
+
+@app.command()
+def kill(reason: ReasonOption, target: TargetOption = "local", spec: SpecOption = DEFAULT_SPEC,
+         state_dir: StateOption = DEFAULT_STATE, inventory: InventoryOption = None,
+         operator: OperatorOption = "",
+         hard: Annotated[bool, typer.Option("--hard", help="Also stop the engine to free the GPU.")] = False,
+         ) -> None:
+    """Stop serving at once on every gateway of the target; exits 1 if any is unreachable."""
+    try:
+        reports = _target(target, spec, state_dir, inventory).kill(
+            operator or _default_operator(), reason, hard=hard)
+    except TriptyqueError as exc:
+        raise fail(exc) from None
+    ok = _reports(reports, f"kill switch engaged on {target}") and all(r.engaged for r in reports)
+    if not ok:
+        errors.print("[red bold]error:[/] not every gateway confirmed the stop; see the table above")
+    raise typer.Exit(0 if ok else 1)
+
+
+@app.command()
+def resume(reason: ReasonOption, target: TargetOption = "local", spec: SpecOption = DEFAULT_SPEC,
+           state_dir: StateOption = DEFAULT_STATE, inventory: InventoryOption = None,
+           operator: OperatorOption = "") -> None:
+    """Release the kill switch on every gateway of the target."""
+    try:
+        reports = _target(target, spec, state_dir, inventory).resume(operator or _default_operator(), reason)
+    except TriptyqueError as exc:
+        raise fail(exc) from None
+    ok = _reports(reports, f"kill switch released on {target}") and not any(r.engaged for r in reports)
+    if not ok:
+        errors.print("[red bold]error:[/] not every gateway confirmed the resume; see the table above")
+    raise typer.Exit(0 if ok else 1)
+
+
+@audit_app.command("verify")
+def audit_verify(
+    log: Annotated[Path | None, typer.Option("--log", help="An audit log file.")] = None,
+    state_dir: StateOption = DEFAULT_STATE,
+) -> None:
+    """Walk the hash chain of a kill-switch audit log; name the first altered entry."""
+    from triptyque.gateway.audit import AuditLog
+    from triptyque.gateway.state import FileStateStore
+
+    folder = (log.parent if log else state_dir / "local" / "state")
+    path = log or folder / "audit.jsonl"
+    try:
+        stored = FileStateStore(folder / "killswitch.json").load()
+        verified = AuditLog(path).verify(stored.audit_head if stored else None)
+    except TriptyqueError as exc:
+        raise fail(exc) from None
+    console.print(f"[green]ok[/] {path}: {verified.entries} entries, chain intact, head {verified.head[:16]}")
+
+
+@keys_app.command("new")
+def keys_new(name: Annotated[str, typer.Argument(help="Key name shown in logs and metrics.")],
+             admin: Annotated[bool, typer.Option("--admin", help="An admin (kill switch) key.")] = False,
+             ) -> None:
+    """Generate a key: print it once, and the spec entry that stores only its hash."""
+    from triptyque.keys import generate_key, hash_key
+
+    key = generate_key()
+    section = "admin_keys" if admin else "api_keys"
+    errors.print(f"[bold]{name}[/]: give this key to its holder now; it is not stored anywhere:")
+    print(key)
+    errors.print(f"add to gateway.{section} in the spec:\n  {name}:\n    sha256: {hash_key(key)}")
+
+
+@app.command()
+def demo(spec: SpecOption = DEFAULT_SPEC, state_dir: StateOption = DEFAULT_STATE) -> None:
+    """Bring the local target up, serve, kill, resume, verify the audit log, shut down."""
+    from triptyque.demo import run_demo
+    from triptyque.targets.local import LocalTarget
+
+    try:
+        target = LocalTarget(load_spec(spec, target="local"), state_dir / "local")
+        run_demo(target, console, spinner)
+    except TriptyqueError as exc:
+        raise fail(exc) from None
+
+
+def main() -> None:
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    app(prog_name="triptyque")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""Run one gateway: ``python -m triptyque.gateway --settings FILE``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import uvicorn
+from pydantic import ValidationError
+
+from triptyque.gateway import logs
+from triptyque.gateway.app import create_app
+from triptyque.gateway.settings import GatewaySettings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m triptyque.gateway")
+    parser.add_argument("--settings", type=Path, required=True, help="gateway settings JSON")
+    args = parser.parse_args(argv)
+    try:
+        settings = GatewaySettings.model_validate_json(args.settings.read_bytes())
+    except FileNotFoundError:
+        print(f"error: settings file {args.settings} not found", file=sys.stderr)
+        return 2
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        print(f"error: {args.settings}: {where}: {first['msg']}", file=sys.stderr)
+        return 2
+    logs.configure(settings.log_json)
+    uvicorn.run(
+        create_app(settings), host=settings.host, port=settings.port, log_config=None,
+        access_log=False, timeout_graceful_shutdown=5, server_header=False,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,237 @@
+"""The vLLM engine: one GPU Deployment, its Service, its model cache and model files."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from triptyque.errors import TargetError
+from triptyque.k8s.config import StackConfig
+from triptyque.k8s.names import CACHE_DIR, HTTP, MODELS_DIR, Names
+from triptyque.k8s.pods import (
+    container_security,
+    http_probe,
+    pod_security,
+    pre_stop_sleep,
+)
+from triptyque.spec import ServiceSpec
+
+GPU_RESOURCE = "nvidia.com/gpu"
+# A local model folder travels in a ConfigMap, whose limit is 1 MiB with its metadata.
+MODEL_FILES_LIMIT = 900 * 1024
+# Seconds a terminating engine keeps serving while Services and gateways stop sending to it.
+DEREGISTER_SECONDS = 10
+
+# Every cache vLLM, PyTorch, Triton and the Hugging Face hub write lives on the model cache
+# volume, so a restarted pod neither downloads the weights again nor recompiles kernels.
+CACHE_ENV = {
+    "HOME": "/tmp",
+    "HF_HOME": f"{CACHE_DIR}/huggingface",
+    "VLLM_CACHE_ROOT": f"{CACHE_DIR}/vllm",
+    "XDG_CACHE_HOME": f"{CACHE_DIR}/xdg",
+    "TRITON_CACHE_DIR": f"{CACHE_DIR}/triton",
+    "TORCHINDUCTOR_CACHE_DIR": f"{CACHE_DIR}/inductor",
+    "VLLM_NO_USAGE_STATS": "1",
+    "DO_NOT_TRACK": "1",
+}
+
+
+def model_files(spec: ServiceSpec) -> dict[str, bytes] | None:
+    """The files of a local model folder, or None when the model comes from the hub."""
+    folder = spec.model_path
+    if folder is None:
+        return None
+    files: dict[str, bytes] = {}
+    for path in sorted(folder.iterdir()):
+        if path.is_dir():
+            raise TargetError(
+                f"model.source {spec.model.source}: sub-folder {path.name} cannot travel in a "
+                "ConfigMap; use a Hugging Face id for models with nested files"
+            )
+        files[path.name] = path.read_bytes()
+    size = sum(len(data) for data in files.values())
+    if size > MODEL_FILES_LIMIT:
+        raise TargetError(
+            f"model.source {spec.model.source} is {size // 1024} KiB; a local folder reaches the "
+            f"cluster in a ConfigMap (at most {MODEL_FILES_LIMIT // 1024} KiB): put real weights "
+            "on the Hugging Face hub (or a mirror) and name that id in model.source"
+        )
+    return files
+
+
+def _model_reference(spec: ServiceSpec) -> tuple[str, list[str]]:
+    if spec.model_is_local:
+        return f"{MODELS_DIR}/{Path(spec.model.source).name}", []
+    return spec.model.source, ["--revision", spec.model.revision]
+
+
+def engine_args(spec: ServiceSpec) -> list[str]:
+    model, revision = _model_reference(spec)
+    engine = spec.engine
+    return [
+        "--model", model, *revision,
+        "--served-model-name", spec.model.served_name,
+        "--host", "0.0.0.0",
+        "--port", str(engine.port),
+        "--max-model-len", str(engine.max_model_len),
+        "--dtype", engine.dtype,
+        "--gpu-memory-utilization", str(engine.gpu_memory_utilization),
+        "--tensor-parallel-size", str(engine.tensor_parallel_size),
+        "--load-format", engine.load_format,
+        *engine.extra_args,
+    ]
+
+
+def _resources(spec: ServiceSpec) -> dict[str, Any]:
+    amounts: dict[str, str] = {"cpu": spec.resources.cpu, "memory": spec.resources.memory}
+    if spec.resources.gpu_count:
+        amounts[GPU_RESOURCE] = str(spec.resources.gpu_count)
+    # Requests equal limits: the GPU cannot be overcommitted and Guaranteed QoS keeps the
+    # engine last in line for eviction.
+    return {"requests": dict(amounts), "limits": dict(amounts)}
+
+
+def _env(spec: ServiceSpec, config: StackConfig) -> list[dict[str, Any]]:
+    env = [{"name": k, "value": v} for k, v in sorted({**CACHE_ENV, **spec.engine.env}.items())]
+    if config.engine.hf_token_secret:
+        env.append({
+            "name": "HF_TOKEN",
+            "valueFrom": {"secretKeyRef": {"name": config.engine.hf_token_secret, "key": "HF_TOKEN"}},
+        })
+    return env
+
+
+def _volumes(spec: ServiceSpec, names: Names) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    shm_gib = max(1, spec.engine.tensor_parallel_size * 2)
+    volumes: list[dict[str, Any]] = [
+        {"name": "cache", "persistentVolumeClaim": {"claimName": names.model_cache}},
+        {"name": "tmp", "emptyDir": {"sizeLimit": "8Gi"}},
+        # NCCL and PyTorch pass tensors through /dev/shm between tensor-parallel ranks.
+        {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{shm_gib}Gi"}},
+    ]
+    mounts: list[dict[str, Any]] = [
+        {"name": "cache", "mountPath": CACHE_DIR},
+        {"name": "tmp", "mountPath": "/tmp"},
+        {"name": "shm", "mountPath": "/dev/shm"},
+    ]
+    if spec.model_is_local:
+        volumes.append({"name": "model", "configMap": {"name": names.model_files}})
+        mounts.append({
+            "name": "model", "mountPath": f"{MODELS_DIR}/{Path(spec.model.source).name}",
+            "readOnly": True,
+        })
+    return volumes, mounts
+
+
+def engine_deployment(
+    spec: ServiceSpec, config: StackConfig, names: Names, image: str
+) -> dict[str, Any]:
+    volumes, mounts = _volumes(spec, names)
+    startup_period = 10
+    container: dict[str, Any] = {
+        "name": "vllm",
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["python3", "-m", "vllm.entrypoints.openai.api_server"],
+        "args": engine_args(spec),
+        "env": _env(spec, config),
+        "ports": [{"name": HTTP, "containerPort": spec.engine.port, "protocol": "TCP"}],
+        "resources": _resources(spec),
+        "securityContext": container_security(),
+        "volumeMounts": mounts,
+        # Downloading and loading weights can take many minutes; liveness only starts after.
+        "startupProbe": http_probe(
+            "/health", period=startup_period,
+            failures=math.ceil(config.engine.startup_seconds / startup_period),
+        ),
+        "readinessProbe": http_probe("/health", period=5, failures=3),
+        "livenessProbe": http_probe("/health", period=10, failures=6, timeout=5),
+        "lifecycle": pre_stop_sleep(DEREGISTER_SECONDS),
+    }
+    pod: dict[str, Any] = {
+        "serviceAccountName": names.engine,
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": pod_security(),
+        # After the pre-stop pause, SIGTERM makes vLLM's HTTP server refuse new requests and
+        # finish the ones in flight; this is how long they get before SIGKILL.
+        "terminationGracePeriodSeconds": DEREGISTER_SECONDS + config.engine.drain_seconds,
+        "containers": [container],
+        "volumes": volumes,
+    }
+    if spec.resources.gpu_count:
+        pod["nodeSelector"] = dict(config.gpu_node_selector)
+        pod["tolerations"] = [
+            t.model_dump(exclude_none=True) for t in config.engine.gpu_tolerations
+        ]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": names.metadata(names.engine, "engine"),
+        "spec": {
+            "replicas": 1,
+            # One GPU and one ReadWriteOnce cache: the old pod must go before the new one starts.
+            "strategy": {"type": "Recreate"},
+            "revisionHistoryLimit": 5,
+            "selector": {"matchLabels": names.selector("engine")},
+            "template": {"metadata": {"labels": names.labels("engine")}, "spec": pod},
+        },
+    }
+
+
+def engine_objects(
+    spec: ServiceSpec, config: StackConfig, names: Names, image: str
+) -> list[dict[str, Any]]:
+    cache_spec: dict[str, Any] = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": config.model_cache.size}},
+    }
+    if config.model_cache.storage_class:
+        cache_spec["storageClassName"] = config.model_cache.storage_class
+    objects: list[dict[str, Any]] = [
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": names.metadata(names.engine, "engine"),
+            "automountServiceAccountToken": False,
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": names.metadata(names.model_cache, "engine"),
+            "spec": cache_spec,
+        },
+    ]
+    files = model_files(spec)
+    if files is not None:
+        text, binary = {}, {}
+        for name, data in files.items():
+            try:
+                text[name] = data.decode("utf-8")
+            except UnicodeDecodeError:
+                import base64
+
+                binary[name] = base64.b64encode(data).decode("ascii")
+        model_map: dict[str, Any] = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": names.metadata(names.model_files, "engine"),
+            "immutable": True,
+            "data": text,
+        }
+        if binary:
+            model_map["binaryData"] = binary
+        objects.append(model_map)
+    objects.append(engine_deployment(spec, config, names, image))
+    objects.append({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": names.metadata(names.engine, "engine"),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": names.selector("engine"),
+            "ports": [{"name": HTTP, "port": spec.engine.port, "targetPort": HTTP, "protocol": "TCP"}],
+        },
+    })
+    return objects

@@ -1,0 +1,231 @@
+"""The local target: engine, gateway and Prometheus on this machine, state in one folder.
+
+Layout of the state folder (``.triptyque/local`` by default)::
+
+    secrets.json     generated API and admin keys (mode 600; never printed)
+    gateway.json     the gateway's settings (key hashes only)
+    state/           kill-switch state and audit log (kept across down/up)
+    run/ logs/       pid files and process logs
+    prometheus/      rendered config and TSDB
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import yaml
+
+from triptyque.engine import engine_args
+from triptyque.errors import MissingToolError, TargetError
+from triptyque.gateway.settings import settings_from_spec
+from triptyque.keys import generate_key, hash_key
+from triptyque.spec import ServiceSpec
+from triptyque.targets.base import Endpoint, NodeReport, Progress, admin_fleet, status_fleet
+from triptyque.targets.processes import ProcessTable, ensure_port_free
+
+ENGINE_START_TIMEOUT = 600.0
+SERVICES = ("engine", "gateway", "prometheus")
+
+
+@dataclass(frozen=True)
+class LocalPorts:
+    prometheus: int = 19090
+
+
+def _tool(env_var: str, name: str, install: str) -> str:
+    path = os.environ.get(env_var) or shutil.which(name)
+    if not path:
+        raise MissingToolError(f"{name} not found: {install}, or set {env_var}=/path/to/{name}")
+    return path
+
+
+class LocalTarget:
+    name = "local"
+
+    def __init__(self, spec: ServiceSpec, root: Path, ports: LocalPorts | None = None) -> None:
+        self.spec, self.root = spec, root
+        self.ports = ports or LocalPorts()
+        self.processes = ProcessTable(root / "run", root / "logs")
+        self.state_dir = root / "state"
+
+    # ---- endpoints and secrets -----------------------------------------------------------
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.spec.gateway.port}"
+
+    @property
+    def engine_url(self) -> str:
+        return f"http://127.0.0.1:{self.spec.engine.port}"
+
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.prometheus}"
+
+    def secrets(self, create: bool = False) -> dict[str, str]:
+        """{"api_key": ..., "admin_key": ...}, generated on first use, readable by the owner only."""
+        path = self.root / "secrets.json"
+        if path.exists():
+            loaded: dict[str, str] = json.loads(path.read_text())
+            return loaded
+        if not create:
+            raise TargetError(f"no local deployment in {self.root}: run `triptyque up local` first")
+        self.root.mkdir(parents=True, exist_ok=True)
+        values = {"api_key": generate_key(), "admin_key": generate_key()}
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(values, handle)
+        return values
+
+    # ---- up ------------------------------------------------------------------------------
+
+    def _preflight(self) -> str:
+        if importlib.util.find_spec("vllm") is None:
+            raise MissingToolError(
+                "vLLM is not installed in this Python: run `make venv` (CPU build, extra `cpu`) "
+                "or `pip install -e '.[cpu]'`"
+            )
+        prometheus = _tool("TRIPTYQUE_PROMETHEUS", "prometheus",
+                           "install it with `apt-get install prometheus`")
+        running = [name for name in SERVICES if (p := self.processes.get(name)) and p.alive()]
+        if running:
+            raise TargetError(f"local target already running ({', '.join(running)}): "
+                              "run `triptyque status` or `triptyque down local`")
+        spec = self.spec
+        for port, what in ((spec.engine.port, "engine"), (spec.gateway.port, "gateway"),
+                           (self.ports.prometheus, "prometheus")):
+            ensure_port_free(port, what, "stop what uses it, or change the port in "
+                             "targets.local of serving/service.yaml")
+        return prometheus
+
+    def _write_gateway_settings(self, secrets: dict[str, str]) -> Path:
+        settings = settings_from_spec(
+            self.spec, upstream_url=self.engine_url, state_dir=self.state_dir.resolve(),
+            extra_api_keys={"demo": hash_key(secrets["api_key"])},
+            extra_admin_keys={"local-admin": hash_key(secrets["admin_key"])},
+        )
+        path = self.root / "gateway.json"
+        path.write_text(settings.model_dump_json(indent=2))
+        return path
+
+    def _write_prometheus_config(self) -> Path:
+        folder = self.root / "prometheus"
+        folder.mkdir(parents=True, exist_ok=True)
+        config = {
+            "global": {"scrape_interval": "2s", "evaluation_interval": "2s"},
+            "scrape_configs": [
+                {"job_name": "triptyque-gateway",
+                 "static_configs": [{"targets": [f"127.0.0.1:{self.spec.gateway.port}"],
+                                     "labels": {"target": "local"}}]},
+                {"job_name": "vllm",
+                 "static_configs": [{"targets": [f"127.0.0.1:{self.spec.engine.port}"],
+                                     "labels": {"target": "local"}}]},
+            ],
+        }
+        path = folder / "prometheus.yml"
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        return path
+
+    def _start_engine(self) -> None:
+        self.processes.start(
+            "engine", [sys.executable, *engine_args(self.spec)],
+            env={**self.spec.engine.env, "VLLM_NO_USAGE_STATS": "1", "HF_HUB_OFFLINE": "1"},
+        )
+
+    def up(self, progress: Progress) -> list[Endpoint]:
+        prometheus = self._preflight()
+        secrets = self.secrets(create=True)
+        settings_path = self._write_gateway_settings(secrets)
+        prom_config = self._write_prometheus_config()
+        progress("starting the engine (vLLM)")
+        self._start_engine()
+        progress("starting the gateway")
+        self.processes.start("gateway", [sys.executable, "-m", "triptyque.gateway",
+                                         "--settings", str(settings_path)])
+        progress("starting Prometheus")
+        self.processes.start("prometheus", [
+            prometheus, f"--config.file={prom_config}",
+            f"--storage.tsdb.path={self.root / 'prometheus' / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self.ports.prometheus}",
+            "--web.enable-lifecycle", "--storage.tsdb.retention.time=2d",
+        ])
+        try:
+            self._wait("prometheus", f"{self.prometheus_url}/-/ready", 30, progress)
+            self._wait("gateway", f"{self.gateway_url}/healthz", 30, progress)
+            self._wait("engine", f"{self.engine_url}/health", ENGINE_START_TIMEOUT, progress)
+        except TargetError:
+            self.down(lambda _msg: None)
+            raise
+        return self.endpoints()
+
+    def endpoints(self) -> list[Endpoint]:
+        return [Endpoint("gateway (OpenAI API)", f"{self.gateway_url}/v1"),
+                Endpoint("engine (vLLM, loopback only)", self.engine_url),
+                Endpoint("prometheus", self.prometheus_url)]
+
+    def _wait(self, name: str, url: str, timeout: float, progress: Progress) -> None:
+        started = time.monotonic()
+        while True:
+            managed = self.processes.get(name)
+            if managed is None or not managed.alive():
+                log = managed.log if managed else self.root / "logs" / f"{name}.log"
+                tail = managed.tail() if managed else ""
+                raise TargetError(f"{name} exited during start; see {log}. Last lines:\n{tail}")
+            try:
+                if httpx.get(url, timeout=2.0).status_code == 200:
+                    progress(f"{name} ready after {time.monotonic() - started:.1f} s")
+                    return
+            except httpx.HTTPError:
+                pass
+            elapsed = time.monotonic() - started
+            if elapsed > timeout:
+                raise TargetError(f"{name} not ready after {timeout:.0f} s; see {managed.log}")
+            progress(f"waiting for {name} ({elapsed:.0f} s)")
+            time.sleep(0.5)
+
+    # ---- down, status, kill ----------------------------------------------------------------
+
+    def down(self, progress: Progress) -> None:
+        for name in ("gateway", "prometheus", "engine"):
+            if self.processes.stop(name):
+                progress(f"stopped {name}")
+
+    def gateway_endpoint(self) -> list[Endpoint]:
+        return [Endpoint("local", self.gateway_url)]
+
+    def status(self) -> list[NodeReport]:
+        report = asyncio.run(status_fleet(self.gateway_endpoint()))[0]
+        report.extra = {name: bool((p := self.processes.get(name)) and p.alive()) for name in SERVICES}
+        return [report]
+
+    def kill(self, operator: str, reason: str, *, hard: bool = False) -> list[NodeReport]:
+        reports = self._admin("kill", operator, reason)
+        if hard and self.spec.kill_switch.stop_engine_on_hard_kill:
+            started = time.perf_counter()
+            stopped = self.processes.stop("engine")
+            reports[0].extra["engine_stopped"] = stopped
+            reports[0].extra["engine_stop_seconds"] = round(time.perf_counter() - started, 3)
+        return reports
+
+    def resume(self, operator: str, reason: str, progress: Progress | None = None) -> list[NodeReport]:
+        engine = self.processes.get("engine")
+        if engine is None or not engine.alive():
+            (progress or (lambda _m: None))("the engine was stopped (hard kill): starting it again")
+            self._start_engine()
+            self._wait("engine", f"{self.engine_url}/health", ENGINE_START_TIMEOUT, progress or (lambda _m: None))
+        return self._admin("resume", operator, reason)
+
+    def _admin(self, action: str, operator: str, reason: str) -> list[NodeReport]:
+        admin_key = self.secrets()["admin_key"]
+        return asyncio.run(admin_fleet(self.gateway_endpoint(), admin_key, action,  # type: ignore[arg-type]
+                                       operator, reason))
+
