@@ -29,8 +29,8 @@ keys_app = typer.Typer(no_args_is_help=True, help="Create API and admin keys.")
 app.add_typer(audit_app, name="audit")
 app.add_typer(keys_app, name="keys")
 
-console = Console()
-errors = Console(stderr=True)
+console = Console(soft_wrap=True)
+errors = Console(stderr=True, soft_wrap=True)
 
 SpecOption = Annotated[Path, typer.Option("--spec", envvar="TRIPTYQUE_SPEC",
                                           help="The service spec (YAML).")]
@@ -231,7 +231,7 @@ def demo(spec: SpecOption = DEFAULT_SPEC, state_dir: StateOption = DEFAULT_STATE
         raise fail(exc) from None
 
 
-def main() -> None:
+def main() -> None:  # the `triptyque` console script
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     app(prog_name="triptyque")
 

@@ -248,13 +248,19 @@ def validate_file(path: Path) -> dict[str, ServiceSpec]:
         elif not isinstance(targets[name], dict | None):
             problems.append(f"{path}: targets.{name}: overrides must be a mapping")
     resolved: dict[str, ServiceSpec] = {}
+    seen: set[str] = set()
     for target in (None, *TARGETS):
         if target is not None and not isinstance(targets.get(target), dict | None):
             continue
         try:
             resolved[target or "base"] = _resolve(raw, path, target)
         except SpecError as exc:
-            problems.extend(p for p in exc.problems if p not in problems)
+            # A problem of the base shows once, not again under every target.
+            for problem in exc.problems:
+                plain = re.sub(r" \(with targets\.\w+ applied\)", "", problem)
+                if plain not in seen:
+                    seen.add(plain)
+                    problems.append(problem)
     if problems:
         raise SpecError(problems)
     return resolved

@@ -74,7 +74,7 @@ class GatewayConfig(_Config):
 
 class Ingress(_Config):
     host: Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")]
-    class_name: str = "nginx"
+    class_name: str = Field(description="The IngressClass; nginx also gets its allowlist annotation.")
     tls_secret: DnsLabel
     controller_namespace: DnsLabel = "ingress-nginx"
     source_ranges: list[Cidr] = Field(min_length=1)

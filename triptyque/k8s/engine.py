@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import math
 from pathlib import Path
 from typing import Any
@@ -102,7 +104,17 @@ def _env(spec: ServiceSpec, config: StackConfig) -> list[dict[str, Any]]:
     return env
 
 
-def _volumes(spec: ServiceSpec, names: Names) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def model_files_name(names: Names, files: dict[str, bytes]) -> str:
+    # Named after the content: the ConfigMap is immutable, so new files mean a new object.
+    digest = hashlib.sha256()
+    for name, data in sorted(files.items()):
+        digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
+    return f"{names.model_files}-{digest.hexdigest()[:10]}"
+
+
+def _volumes(
+    spec: ServiceSpec, names: Names, model_map: str | None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     shm_gib = max(1, spec.engine.tensor_parallel_size * 2)
     volumes: list[dict[str, Any]] = [
         {"name": "cache", "persistentVolumeClaim": {"claimName": names.model_cache}},
@@ -115,8 +127,8 @@ def _volumes(spec: ServiceSpec, names: Names) -> tuple[list[dict[str, Any]], lis
         {"name": "tmp", "mountPath": "/tmp"},
         {"name": "shm", "mountPath": "/dev/shm"},
     ]
-    if spec.model_is_local:
-        volumes.append({"name": "model", "configMap": {"name": names.model_files}})
+    if model_map is not None:
+        volumes.append({"name": "model", "configMap": {"name": model_map}})
         mounts.append({
             "name": "model", "mountPath": f"{MODELS_DIR}/{Path(spec.model.source).name}",
             "readOnly": True,
@@ -125,9 +137,9 @@ def _volumes(spec: ServiceSpec, names: Names) -> tuple[list[dict[str, Any]], lis
 
 
 def engine_deployment(
-    spec: ServiceSpec, config: StackConfig, names: Names, image: str
+    spec: ServiceSpec, config: StackConfig, names: Names, image: str, model_map: str | None
 ) -> dict[str, Any]:
-    volumes, mounts = _volumes(spec, names)
+    volumes, mounts = _volumes(spec, names, model_map)
     startup_period = 10
     container: dict[str, Any] = {
         "name": "vllm",
@@ -204,26 +216,25 @@ def engine_objects(
         },
     ]
     files = model_files(spec)
-    if files is not None:
+    model_map = None if files is None else model_files_name(names, files)
+    if files is not None and model_map is not None:
         text, binary = {}, {}
         for name, data in files.items():
             try:
                 text[name] = data.decode("utf-8")
             except UnicodeDecodeError:
-                import base64
-
                 binary[name] = base64.b64encode(data).decode("ascii")
-        model_map: dict[str, Any] = {
+        config_map: dict[str, Any] = {
             "apiVersion": "v1",
             "kind": "ConfigMap",
-            "metadata": names.metadata(names.model_files, "engine"),
+            "metadata": names.metadata(model_map, "engine"),
             "immutable": True,
             "data": text,
         }
         if binary:
-            model_map["binaryData"] = binary
-        objects.append(model_map)
-    objects.append(engine_deployment(spec, config, names, image))
+            config_map["binaryData"] = binary
+        objects.append(config_map)
+    objects.append(engine_deployment(spec, config, names, image, model_map))
     objects.append({
         "apiVersion": "v1",
         "kind": "Service",

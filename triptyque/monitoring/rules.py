@@ -50,6 +50,11 @@ GPU = SELECTOR[JOB_GPU]
 SCRAPED_BY_NODE = f'job=~"{JOB_GATEWAY}|{JOB_ENGINE}|{JOB_NODE}"'
 
 
+def percent(ratio: float) -> str:
+    """0.995 -> "99.5%"."""
+    return f"{ratio * 100:.4g}%"
+
+
 def runbook_url(alert: str) -> str:
     return f"{config.RUNBOOK}#{alert.lower()}"
 
@@ -80,7 +85,7 @@ def slos(spec: ServiceSpec) -> list[Slo]:
     slo = spec.slo
     return [
         Slo("availability", "Availability", slo.availability,
-            f"{slo.availability:.2%} of API requests succeed", "failed"),
+            f"{percent(slo.availability)} of API requests succeed", "failed"),
         Slo("ttft", "Time to first token", LATENCY_OBJECTIVE,
             f"95% of streamed requests get a first token within {slo.ttft_p95_seconds:g}s",
             f"waited more than {slo.ttft_p95_seconds:g}s for a first token"),
@@ -234,7 +239,7 @@ def _burn_alerts(spec: ServiceSpec, profile: Profile) -> list[Rule]:
                 f"{slo.title} error budget is burning {pace}",
                 f"{{{{ $value | humanizePercentage }}}} of requests {slo.failed} over the last "
                 f"{window.long} (objective: {slo.promise} over {spec.slo.window_days} days). "
-                f"At this pace {window.budget_spent:.0%} of the error budget is gone in "
+                f"At this pace {percent(window.budget_spent)} of the error budget is gone in "
                 f"{window.long}.",
                 {"slo": slo.name, "long": window.long, "short": window.short},
             ))
@@ -275,6 +280,7 @@ def _service_alerts(spec: ServiceSpec, profile: Profile) -> list[Rule]:
             "No {{ $labels.job }} target is scraped",
             "Prometheus has no target for job {{ $labels.job }}: service discovery lost it. "
             "Every alert that reads this job is blind.",
+            {"job": job},
         ))
     lookback = THRESHOLDS.vanished_lookback
     rules.append(_alert(
@@ -317,7 +323,7 @@ def _saturation_alerts(spec: ServiceSpec, profile: Profile) -> list[Rule]:
                profile.hold("GPUMemoryNearlyFull"), "warning", spec,
                "GPU {{ $labels.gpu }} memory nearly full on {{ $labels.node }}",
                "{{ $value | humanizePercentage }} of GPU {{ $labels.gpu }} memory is used; vLLM "
-               f"reserves {spec.engine.gpu_memory_utilization:.0%}, so something else is "
+               f"reserves {percent(spec.engine.gpu_memory_utilization)}, so something else is "
                "using the card and the engine risks running out of memory."),
     ]
 

@@ -42,9 +42,11 @@ class LocalPorts:
 
 
 def _tool(env_var: str, name: str, install: str) -> str:
-    path = os.environ.get(env_var) or shutil.which(name)
+    configured = os.environ.get(env_var)
+    path = shutil.which(configured) if configured else shutil.which(name)
     if not path:
-        raise MissingToolError(f"{name} not found: {install}, or set {env_var}=/path/to/{name}")
+        where = f"{env_var}={configured} is not an executable" if configured else f"{name} not found"
+        raise MissingToolError(f"{where}: {install}, or set {env_var}=/path/to/{name}")
     return path
 
 

@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,20 +66,25 @@ class ProcessTable:
             return None
         return Managed(name, int(data["pid"]), str(data["started"]), Path(data["log"]))
 
-    def start(self, name: str, argv: list[str], *, env: dict[str, str] | None = None,
-              cwd: Path | None = None) -> Managed:
+    def start(self, name: str, argv: list[str], *, env: dict[str, str] | None = None) -> Managed:
+        """Spawn ``argv`` in a session of its own, output appended to ``logs/<name>.log``.
+
+        posix_spawn leaves no Popen object behind: the process outlives this one by design.
+        """
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{name}.log"
-        with log_path.open("ab") as log:
-            proc = subprocess.Popen(
-                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True,
-            )
-        started = _start_time(proc.pid) or ""
-        self._pidfile(name).write_text(json.dumps({"pid": proc.pid, "started": started,
+        actions = [
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 1, str(log_path), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640),
+            (os.POSIX_SPAWN_DUP2, 1, 2),
+        ]
+        pid = os.posix_spawnp(argv[0], argv, {**os.environ, **(env or {})},
+                              file_actions=actions, setsid=True)
+        started = _start_time(pid) or ""
+        self._pidfile(name).write_text(json.dumps({"pid": pid, "started": started,
                                                    "log": str(log_path), "argv": argv}))
-        return Managed(name, proc.pid, started, log_path)
+        return Managed(name, pid, started, log_path)
 
     def stop(self, name: str, timeout: float = 20.0) -> bool:
         """SIGTERM the process group, SIGKILL after ``timeout``; True if something was stopped."""

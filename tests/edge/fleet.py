@@ -1,0 +1,393 @@
+"""A fleet of real Debian hosts on this machine, for the edge target's tests.
+
+Each node is a debootstrapped Debian booted by ``systemd-nspawn`` with systemd as
+PID 1 and sshd, on its own overlayfs over one cached base root filesystem, in its
+own network namespace joined to the host by a veth pair:
+
+    host  10.213.<n>.1/30  <-- veth -->  10.213.<n>.2/30  node n (no default route)
+
+Nodes reach nothing but the host's end of their veth, so anything they install must
+come from the bundle the playbook copies over SSH. Everything a fleet creates
+(containers, mounts, namespaces, links, run folders) is recorded in a state file as
+it is made and removed by ``Fleet.stop()``, by ``atexit`` and, for runs that died
+before cleaning up, by ``reap_stale()`` at the next start.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+
+DEBIAN_SUITE = "bookworm"
+DEBIAN_MIRROR = os.environ.get("TRIPTYQUE_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+# What an edge node is expected to have before triptyque touches it: an init, sshd
+# and Python for Ansible. Everything else comes from the bundle.
+BASE_PACKAGES = ("systemd-sysv", "dbus", "openssh-server", "python3")
+HOST_PACKAGES = {  # command -> Debian package that provides it
+    "debootstrap": "debootstrap",
+    "systemd-nspawn": "systemd-container",
+    "ip": "iproute2",
+    "ssh": "openssh-client",
+}
+SUBNET_PREFIX = "10.213"
+RUN_ROOT = Path(os.environ.get("TRIPTYQUE_FLEET_RUN_ROOT", "/var/tmp/triptyque-fleet"))
+
+
+class FleetError(RuntimeError):
+    pass
+
+
+def _run(*argv: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    if check and result.returncode != 0:
+        raise FleetError(f"{' '.join(argv)} failed ({result.returncode}): {result.stderr.strip()}")
+    return result
+
+
+def ensure_host_packages() -> list[str]:
+    """Install the harness's own Debian packages when a command is missing; return them."""
+    missing = sorted({pkg for cmd, pkg in HOST_PACKAGES.items() if shutil.which(cmd) is None})
+    if not missing:
+        return []
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "--no-install-recommends", *missing]
+    if subprocess.run(install, env=env, capture_output=True, check=False).returncode != 0:
+        subprocess.run(["apt-get", "update"], env=env, capture_output=True, check=True)
+        subprocess.run(install, env=env, capture_output=True, check=True)
+    return missing
+
+
+def base_image(cache_dir: Path) -> Path:
+    """The debootstrapped root filesystem, built once and reused while its recipe holds."""
+    recipe = json.dumps([DEBIAN_SUITE, DEBIAN_MIRROR, sorted(BASE_PACKAGES), 1])
+    key = hashlib.sha256(recipe.encode()).hexdigest()[:12]
+    home = cache_dir / "fleet" / f"base-{DEBIAN_SUITE}-{key}"
+    rootfs = home / "rootfs"
+    if (home / "complete").exists():
+        return rootfs
+    home.mkdir(parents=True, exist_ok=True)
+    with open(home / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (home / "complete").exists():
+            return rootfs
+        staging = home / "rootfs.partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        _run("debootstrap", "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}",
+             DEBIAN_SUITE, str(staging), DEBIAN_MIRROR, timeout=900)
+        _prepare_base(staging)
+        shutil.rmtree(rootfs, ignore_errors=True)
+        staging.rename(rootfs)
+        (home / "complete").write_text(recipe)
+    return rootfs
+
+
+def _prepare_base(rootfs: Path) -> None:
+    # Nodes are offline: apt has nothing to reach, and the package cache is dead weight.
+    shutil.rmtree(rootfs / "var/cache/apt/archives", ignore_errors=True)
+    (rootfs / "var/cache/apt/archives/partial").mkdir(parents=True)
+    (rootfs / "etc/resolv.conf").unlink(missing_ok=True)
+    (rootfs / "etc/resolv.conf").write_text("")
+    # A container has no consoles to log in on.
+    for unit in ("getty@tty1.service", "console-getty.service"):
+        (rootfs / "etc/systemd/system" / unit).unlink(missing_ok=True)
+        (rootfs / "etc/systemd/system" / unit).symlink_to("/dev/null")
+
+
+@dataclass
+class Node:
+    name: str
+    index: int
+    address: str
+    host_address: str
+    netns: str
+    host_link: str
+    machine: str
+    workdir: str
+    pid: int = 0
+    mounted: bool = False
+
+    @property
+    def root(self) -> Path:
+        return Path(self.workdir) / "merged"
+
+
+@dataclass
+class FleetState:
+    run_id: str
+    owner_pid: int
+    nodes: list[Node] = field(default_factory=list)
+
+
+class Fleet:
+    """``with Fleet(2) as fleet:`` boots two nodes and removes every trace on exit."""
+
+    def __init__(self, size: int, *, cache_dir: Path, boot_timeout: float = 60.0) -> None:
+        self.size = size
+        self.cache_dir = cache_dir
+        self.boot_timeout = boot_timeout
+        self.run_id = secrets.token_hex(3)
+        self.run_dir = RUN_ROOT / self.run_id
+        self.state = FleetState(self.run_id, os.getpid())
+        self.key = self.run_dir / "id_ed25519"
+        self._stopped = False
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def __enter__(self) -> Fleet:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        if os.geteuid() != 0:
+            raise FleetError("the test fleet needs root (namespaces, mounts, systemd-nspawn)")
+        ensure_host_packages()
+        reap_stale()
+        base = base_image(self.cache_dir)
+        self.run_dir.mkdir(parents=True)
+        atexit.register(self.stop)
+        self._save()
+        _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"fleet-{self.run_id}",
+             "-f", str(self.key))
+        try:
+            octets = _free_octets(self.size)
+            for index, octet in enumerate(octets, start=1):
+                self._boot(index, octet, base)
+            for node in self.state.nodes:
+                self._wait_for_ssh(node)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _boot(self, index: int, octet: int, base: Path) -> None:
+        tag = f"{self.run_id}{index}"
+        node = Node(
+            name=f"edge{index}", index=index,
+            address=f"{SUBNET_PREFIX}.{octet}.2", host_address=f"{SUBNET_PREFIX}.{octet}.1",
+            netns=f"tq-{tag}", host_link=f"tq{tag}", machine=f"tq-{tag}",
+            workdir=str(self.run_dir / f"edge{index}"),
+        )
+        self.state.nodes.append(node)
+        self._save()
+        work = Path(node.workdir)
+        for sub in ("upper", "work", "merged"):
+            (work / sub).mkdir(parents=True)
+        _run("mount", "-t", "overlay", "overlay", "-o",
+             f"lowerdir={base},upperdir={work / 'upper'},workdir={work / 'work'}", str(node.root))
+        node.mounted = True
+        self._save()
+        _run("ip", "netns", "add", node.netns)
+        _run("ip", "link", "add", node.host_link, "type", "veth", "peer", "name", "host0",
+             "netns", node.netns)
+        _run("ip", "addr", "add", f"{node.host_address}/30", "dev", node.host_link)
+        _run("ip", "link", "set", node.host_link, "up")
+        _run("ip", "-n", node.netns, "addr", "add", f"{node.address}/30", "dev", "host0")
+        _run("ip", "-n", node.netns, "link", "set", "host0", "up")
+        _run("ip", "-n", node.netns, "link", "set", "lo", "up")
+        self._personalise(node)
+        console = open(work / "console.log", "wb")  # noqa: SIM115  # lives as long as the node
+        process = subprocess.Popen(
+            ["systemd-nspawn", "--boot", "--register=no", "--keep-unit", "--quiet",
+             f"--directory={node.root}", f"--machine={node.machine}",
+             f"--network-namespace-path=/run/netns/{node.netns}", "--console=passive"],
+            stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        console.close()
+        node.pid = process.pid
+        self._save()
+
+    def _personalise(self, node: Node) -> None:
+        root = node.root
+        (root / "etc/hostname").write_text(f"{node.name}\n")
+        (root / "etc/hosts").write_text(f"127.0.0.1 localhost\n127.0.1.1 {node.name}\n")
+        (root / "etc/machine-id").write_text(secrets.token_hex(16) + "\n")
+        ssh_dir = root / "root/.ssh"
+        ssh_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        (ssh_dir / "authorized_keys").write_text(self.key.with_suffix(".pub").read_text())
+
+    def _wait_for_ssh(self, node: Node) -> None:
+        deadline = time.monotonic() + self.boot_timeout
+        while time.monotonic() < deadline:
+            if self.ssh(node, "systemctl is-system-running --wait", check=False,
+                        timeout=30).stdout.strip() in {"running", "degraded"}:
+                return
+            time.sleep(0.3)
+        log = (Path(node.workdir) / "console.log").read_text(errors="replace")[-2000:]
+        raise FleetError(f"{node.name} did not answer SSH within {self.boot_timeout:.0f}s:\n{log}")
+
+    def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        teardown(self.state)
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    def _save(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "fleet.json").write_text(json.dumps(asdict(self.state), indent=2))
+
+    # -- using the nodes -------------------------------------------------------------
+
+    @property
+    def nodes(self) -> list[Node]:
+        return self.state.nodes
+
+    def ssh_args(self) -> list[str]:
+        return ["-i", str(self.key), "-o", "StrictHostKeyChecking=no",
+                "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+                "-o", "ConnectTimeout=5", "-o", "BatchMode=yes"]
+
+    def ssh(self, node: Node, command: str, *, check: bool = True,
+            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        try:
+            result = subprocess.run(["ssh", *self.ssh_args(), f"root@{node.address}", command],
+                                    capture_output=True, text=True, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired:
+            if check:
+                raise
+            return subprocess.CompletedProcess([command], 124, "", "timeout")
+        if check and result.returncode != 0:
+            raise FleetError(f"{node.name}: {command!r} failed ({result.returncode}): "
+                             f"{result.stderr.strip() or result.stdout.strip()}")
+        return result
+
+    def write_inventory(self, path: Path, group: str = "edge",
+                        host_vars: dict[str, dict[str, object]] | None = None) -> Path:
+        common = " ".join(f"'{a}'" if " " in a else a for a in self.ssh_args()[2:])
+        hosts = {
+            node.name: {"ansible_host": node.address, **(host_vars or {}).get(node.name, {})}
+            for node in self.nodes
+        }
+        inventory = {group: {
+            "hosts": hosts,
+            "vars": {
+                "ansible_user": "root",
+                "ansible_ssh_private_key_file": str(self.key),
+                "ansible_ssh_common_args": common,
+                "ansible_python_interpreter": "/usr/bin/python3",
+            },
+        }}
+        path.write_text(yaml.safe_dump(inventory, sort_keys=False))
+        return path
+
+
+def _free_octets(count: int) -> list[int]:
+    """Third octets of 10.213.x.0/30 subnets not already on a host link."""
+    used = _run("ip", "-o", "-4", "addr", "show").stdout
+    free = [o for o in range(1, 255) if f" {SUBNET_PREFIX}.{o}." not in used]
+    if len(free) < count:
+        raise FleetError(f"no free {SUBNET_PREFIX}.x.0/30 subnets left for {count} nodes")
+    return free[:count]
+
+
+def teardown(state: FleetState) -> None:
+    """Undo what ``state`` records, newest first; every step tolerates a half-made node."""
+    for node in reversed(state.nodes):
+        if node.pid:
+            _stop_container(node.pid)
+        if node.mounted:
+            if _run("umount", str(node.root), check=False).returncode != 0:
+                _run("umount", "--lazy", str(node.root), check=False)
+        _run("ip", "link", "del", node.host_link, check=False)
+        _run("ip", "netns", "del", node.netns, check=False)
+        shutil.rmtree(node.workdir, ignore_errors=True)
+
+
+def _stop_container(pid: int, grace: float = 20.0) -> None:
+    # nspawn turns SIGTERM into an orderly poweroff of the container's systemd.
+    if not _is_nspawn(pid):
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.2)
+    if _alive(pid):
+        # Killing the container's init ends its whole PID namespace; nspawn follows.
+        for child in _children(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with contextlib.suppress(ChildProcessError):
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return False
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}").exists() and "zombie" not in _proc_state(pid)
+
+
+def _proc_state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split("\n")[0].lower()
+    except (OSError, IndexError):
+        return "gone"
+
+
+def _is_nspawn(pid: int) -> bool:
+    try:
+        return b"systemd-nspawn" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def reap_stale() -> list[str]:
+    """Tear down fleets whose owning process died without cleaning up."""
+    reaped = []
+    if not RUN_ROOT.is_dir():
+        return reaped
+    for state_file in RUN_ROOT.glob("*/fleet.json"):
+        data = json.loads(state_file.read_text())
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(data["owner_pid"], 0)
+            continue
+        state = FleetState(data["run_id"], data["owner_pid"],
+                           [Node(**node) for node in data["nodes"]])
+        teardown(state)
+        shutil.rmtree(state_file.parent, ignore_errors=True)
+        reaped.append(state.run_id)
+    return reaped
+
+
+def port_open(address: str, port: int, timeout: float = 1.0) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((address, port), timeout=timeout):
+        return True
+    return False
+
+
+@contextlib.contextmanager
+def fleet(size: int, cache_dir: Path) -> Iterator[Fleet]:
+    with Fleet(size, cache_dir=cache_dir) as running:
+        yield running
