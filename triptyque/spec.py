@@ -232,6 +232,8 @@ def _resolve(raw: dict[str, Any], path: Path, target: TargetName | None) -> Serv
 
 def load_spec(path: Path = DEFAULT_SPEC, target: TargetName | None = None) -> ServiceSpec:
     """Load and validate the spec, with ``target``'s overrides applied when given."""
+    if target is not None and target not in TARGETS:
+        raise SpecError([f"unknown target {target!r}; use one of {', '.join(TARGETS)}"])
     return _resolve(read_raw(path), path, target)
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import os
 import re
@@ -28,12 +27,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import httpx
 
 from triptyque.errors import MissingToolError, TargetError
+from triptyque.keys import hash_key
 from triptyque.spec import ServiceSpec
 
 METRICS_DIR = Path("monitoring/metrics")
@@ -194,15 +194,19 @@ def capture_node(spec: ServiceSpec, port: int) -> str:
         return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
 
 
-def _stand_in_engine(request: httpx.Request) -> httpx.Response:
-    """Answers like vLLM: one streamed chunk with usage, then [DONE]."""
+async def _stand_in_engine(request: httpx.Request) -> httpx.Response:
+    """Answers like vLLM: a completion with usage, or the same streamed then [DONE]."""
     chunk = {"id": "cmpl-1", "object": "text_completion", "model": "m",
              "choices": [{"index": 0, "text": "hi", "finish_reason": "stop"}],
              "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}
-    if json.loads(request.content or b"{}").get("stream"):
-        body = f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n".encode()
-        return httpx.Response(200, content=body, headers={"content-type": "text/event-stream"})
-    return httpx.Response(200, json=chunk)
+    if not json.loads(request.content or b"{}").get("stream"):
+        return httpx.Response(200, json=chunk)
+
+    async def events() -> AsyncIterator[bytes]:
+        yield f"data: {json.dumps(chunk)}\n\n".encode()
+        yield b"data: [DONE]\n\n"
+
+    return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=events())
 
 
 async def _scrape_gateway(spec: ServiceSpec, state_dir: Path) -> str:
@@ -212,7 +216,7 @@ async def _scrape_gateway(spec: ServiceSpec, state_dir: Path) -> str:
     key = "capture-key"
     settings = settings_from_spec(
         spec, upstream_url="http://engine.invalid", state_dir=state_dir,
-        extra_api_keys={"capture": hashlib.sha256(key.encode()).hexdigest()},
+        extra_api_keys={"capture": hash_key(key)},
     )
     app = create_app(settings, transport=httpx.MockTransport(_stand_in_engine))
     headers = {"Authorization": f"Bearer {key}"}

@@ -40,7 +40,7 @@ class Series:
             if value is None:
                 points.append("stale" if step == start and self.before is not None else "_")
             else:
-                points.append(f"{value:g}")
+                points.append(_number(value))
         return " ".join(points)
 
 
@@ -68,6 +68,11 @@ class ExprCheck:
     value: float
     at: int = 20
     gauges: dict[str, float] = field(default_factory=dict)
+
+
+def _number(value: float) -> str:
+    """Plain decimal: promtool's series notation reads the "+" of "8e+09" as a step."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
 def humanize_percentage(value: float) -> str:
@@ -305,7 +310,7 @@ def _expr_checks(spec: ServiceSpec) -> list[ExprCheck]:
         ExprCheck(
             f"latency errors are the API requests slower than {slow_latency}s",
             counters={
-                f'{duration}_bucket{{{api},{chat},le="{spec.slo.latency_p95_seconds:g}"}}': 96,
+                f'{duration}_bucket{{{api},{chat},le="{spec.slo.latency_p95_seconds:g}"}}': 50,
                 f'{duration}_bucket{{{api},{chat},le="+Inf"}}': 100,
                 f'{duration}_count{{{api},{chat}}}': 100,
                 f'{duration}_bucket{{{api},{admin},le="+Inf"}}': 10,
@@ -313,7 +318,7 @@ def _expr_checks(spec: ServiceSpec) -> list[ExprCheck]:
             },
             expr=f'{rules.SLO_ERRORS}6h{{slo="latency"}}',
             labels={"service": spec.name, "slo": "latency"},
-            value=0.04,
+            value=0.5,
         ),
         ExprCheck(
             "gateway concurrency is in-flight requests over the configured limit",
@@ -357,8 +362,9 @@ def _alert_group(scenario: Scenario, profile: Profile, rule: dict[str, Any]) -> 
 def _expr_group(check: ExprCheck, profile: Profile) -> dict[str, Any]:
     step = config.seconds(profile.evaluation_interval)
     total = check.at + 1
-    series = [{"series": s, "values": f"0+{per_step:g}x{total}"} for s, per_step in check.counters.items()]
-    series += [{"series": s, "values": f"{v:g}x{total}"} for s, v in check.gauges.items()]
+    series = [{"series": s, "values": f"0+{_number(per_step)}x{total}"}
+              for s, per_step in check.counters.items()]
+    series += [{"series": s, "values": f"{_number(v)}x{total}"} for s, v in check.gauges.items()]
     return {
         "name": check.name,
         "interval": profile.evaluation_interval,

@@ -18,7 +18,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -36,9 +36,15 @@ ENGINE_START_TIMEOUT = 600.0
 SERVICES = ("engine", "gateway", "prometheus")
 
 
+def _env_port(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
 @dataclass(frozen=True)
 class LocalPorts:
-    prometheus: int = 19090
+    """Ports of the local monitoring stack (the engine and gateway ports come from the spec)."""
+
+    prometheus: int = field(default_factory=lambda: _env_port("TRIPTYQUE_LOCAL_PROMETHEUS_PORT", 19090))
 
 
 def _tool(env_var: str, name: str, install: str) -> str:

@@ -1,0 +1,42 @@
+# The verbs people expect. Everything installs itself: Debian packages (as root),
+# then one virtual environment pinned by requirements.lock.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint bench venv system-deps lock clean
+
+demo: system-deps venv  ## bring the local target up, serve, kill, resume, shut down
+	$(BIN)/triptyque demo
+
+test: system-deps venv  ## the whole suite, real engine included
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check triptyque tests bench
+	$(BIN)/mypy
+
+system-deps:
+	scripts/system-deps.sh $(if $(filter demo,$(MAKECMDGOALS)),demo,test)
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --no-deps -r requirements.lock
+	# PyPI's torchvision/torchaudio do not match the CPU torch and break `import vllm`;
+	# vLLM needs them only for multimodal models.
+	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
+	$(BIN)/pip install -q --no-deps -e .
+	touch $@
+
+lock:  ## re-resolve every pinned dependency from pyproject.toml into requirements.lock
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install -q -e '.[cpu,dev]'
+	.venv-lock/bin/pip uninstall -q -y torchvision torchaudio torchcodec || true
+	.venv-lock/bin/pip freeze --exclude-editable | grep -v '^triptyque' > requirements.lock
+	rm -rf .venv-lock
+
+clean:
+	rm -rf $(VENV) .triptyque .pytest_cache .mypy_cache .ruff_cache
