@@ -6,7 +6,6 @@ import contextlib
 import getpass
 import json
 import os
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -237,4 +236,4 @@ def main() -> None:  # the `triptyque` console script
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -62,7 +62,8 @@ def _tour(target: LocalTarget, console: Console) -> None:
         data = answer.json()
         console.print("\n[bold]1. A chat completion through the gateway[/] (random weights, so the "
                       "text is noise; the path is real)")
-        console.print(f"   status {answer.status_code}, usage {({k: v for k, v in data['usage'].items() if v is not None})}, "
+        usage = {k: v for k, v in data["usage"].items() if v is not None}
+        console.print(f"   status {answer.status_code}, usage {usage}, "
                       f"text {data['choices'][0]['message']['content']!r}")
         chunks = 0
         with client.stream("POST", "/v1/chat/completions", json=body | {"stream": True}) as stream:

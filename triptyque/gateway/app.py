@@ -171,7 +171,7 @@ class Gateway:
 
     # ---- the proxy ---------------------------------------------------------------------------
 
-    async def proxy(self, request: Request) -> Response:
+    async def proxy(self, request: Request) -> Response | ProxyStream:
         route = request.url.path
         started = time.perf_counter()
         key = "-"
@@ -201,7 +201,7 @@ class Gateway:
         self.in_flight -= 1
         self.metrics.in_flight.set(self.in_flight)
 
-    async def _forward(self, request: Request, route: str, key: str, started: float) -> Response:
+    async def _forward(self, request: Request, route: str, key: str, started: float) -> Response | ProxyStream:
         try:
             raw, body = (b"", {}) if request.method == "GET" else await self.read_json(request)
         except Refusal as refusal:
@@ -343,7 +343,7 @@ def _gateway(request: Request) -> Gateway:
     return gateway
 
 
-async def _proxy(request: Request) -> Response:
+async def _proxy(request: Request) -> Response | ProxyStream:
     return await _gateway(request).proxy(request)
 
 
