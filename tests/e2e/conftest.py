@@ -24,7 +24,7 @@ def spec_on_ports(gateway: int, engine: int) -> ServiceSpec:
 @pytest.fixture(scope="package")
 def local_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalTarget]:
     target = LocalTarget(spec_on_ports(18180, 18181), tmp_path_factory.mktemp("state") / "local",
-                         LocalPorts(prometheus=19190))
+                         LocalPorts(prometheus=19190, alertmanager=19193, webhook=19194))
     try:
         target.up(lambda _message: None)
         yield target

@@ -131,3 +131,41 @@ def test_a_hard_kill_stops_the_engine_and_resume_brings_it_back(
         httpx.get(f"{local_target.engine_url}/health")
     local_target.resume("e2e", "engine back")
     assert chat(client, local_target).status_code == 200
+
+
+def delivered(target: LocalTarget, alertname: str, timeout: float) -> dict[str, object]:
+    """Wait until Alertmanager has delivered a firing ``alertname`` to the local webhook file."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if target.alerts_file.exists():
+            for line in target.alerts_file.read_text().splitlines():
+                for alert in json.loads(line).get("alerts", []):
+                    if alert["labels"]["alertname"] == alertname and alert["status"] == "firing":
+                        return dict(alert)
+        time.sleep(0.5)
+    raise AssertionError(f"{alertname} was not delivered within {timeout} s")
+
+
+def test_engaging_the_kill_switch_fires_an_alert_that_alertmanager_delivers(local_target: LocalTarget) -> None:
+    local_target.kill("e2e", "alert test")
+    try:
+        alert = delivered(local_target, "KillSwitchEngaged", 60)
+    finally:
+        local_target.resume("e2e", "alert test done")
+    labels = alert["labels"]
+    assert isinstance(labels, dict) and labels["severity"] and labels["job"] == "triptyque-gateway"
+    annotations = alert["annotations"]
+    assert isinstance(annotations, dict)
+    assert "runbook.md#" in annotations["runbook_url"] and annotations["summary"]
+
+
+def test_stopping_the_engine_fires_engine_down(local_target: LocalTarget, client: httpx.Client) -> None:
+    local_target.processes.stop("engine")
+    try:
+        alert = delivered(local_target, "EngineDown", 90)
+        firing = prometheus_value(local_target.prometheus_url, 'ALERTS{alertname="EngineDown",alertstate="firing"}')
+    finally:
+        local_target.resume("e2e", "engine restarted")
+    assert alert["labels"]["job"] == "vllm"  # type: ignore[index]
+    assert firing == 1
+    assert chat(client, local_target).status_code == 200

@@ -150,8 +150,9 @@ LOCAL = Profile(
         "GatewayDown": "10s",
         "ExporterDown": "10s",
         "NodeUnreachable": "10s",
-        "ScrapeJobAbsent": "10s",
-        "NodeStoppedReporting": "10s",
+        # Prometheus syncs its targets 5 s after start: no absent() alert before they report.
+        "ScrapeJobAbsent": "20s",
+        "NodeStoppedReporting": "20s",
         "GatewayConcurrencySaturated": "30s",
         "EngineQueueBacklog": "30s",
         "KVCacheNearlyFull": "30s",

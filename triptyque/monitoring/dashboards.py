@@ -17,6 +17,7 @@ from grafana_foundation_sdk.builders import common as common_builders
 from grafana_foundation_sdk.builders import dashboard as builders
 from grafana_foundation_sdk.builders import prometheus, stat, statetimeline, timeseries
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.cog.plugins import register_default_plugins
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
 
@@ -73,6 +74,7 @@ def _series(
 ) -> timeseries.Panel:
     panel = (
         timeseries.Panel().title(title).description(description).unit(unit).span(width).height(8)
+        .line_width(1).fill_opacity(10).show_points(common.VisibilityMode.NEVER)
         .legend(common_builders.VizLegendOptions().display_mode(common.LegendDisplayMode.LIST)
                 .placement(common.LegendPlacement.BOTTOM).show_legend(True))
         .tooltip(common_builders.VizTooltipOptions().mode(common.TooltipDisplayMode.MULTI)
@@ -298,8 +300,22 @@ def capacity(spec: ServiceSpec) -> builders.Dashboard:
     return board
 
 
+def encode(board: model.Dashboard) -> dict[str, Any]:
+    return dict(json.loads(json.dumps(board, cls=JSONEncoder)))
+
+
+def normalise(data: dict[str, Any]) -> dict[str, Any]:
+    """Decode with the SDK's typed models (panel options included) and encode again.
+
+    Fields the models do not know are dropped on the way, so a dashboard that
+    comes back unchanged holds only what Grafana's schema defines.
+    """
+    register_default_plugins()
+    return encode(model.Dashboard.from_json(data))
+
+
 def to_dict(board: builders.Dashboard) -> dict[str, Any]:
-    return dict(json.loads(json.dumps(board.build(), cls=JSONEncoder)))
+    return normalise(encode(board.build()))
 
 
 def dashboards(spec: ServiceSpec) -> dict[str, dict[str, Any]]:

@@ -19,9 +19,9 @@ from pathlib import Path
 
 from triptyque.monitoring import files, prometheus, rulefiles
 from triptyque.monitoring.config import JOB_ENGINE, JOB_GATEWAY, JOB_NODE, NODE_EXPORTER_PORT
-from triptyque.spec import ServiceSpec
+from triptyque.spec import ServiceSpec, TargetName
 
-TARGET = "edge"
+TARGET: TargetName = "edge"
 
 
 def job_ports(spec: ServiceSpec) -> dict[str, int]:

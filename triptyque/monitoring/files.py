@@ -22,7 +22,7 @@ _Dumper.add_representer(str, _str)
 
 
 def to_yaml(data: Any, header: str = "") -> str:
-    body = yaml.dump(data, Dumper=_Dumper, sort_keys=False, width=100, allow_unicode=True)
+    body = yaml.dump(data, Dumper=_Dumper, sort_keys=False, width=10_000, allow_unicode=True)
     comment = "".join(f"# {line}\n".replace("# \n", "#\n") for line in header.splitlines())
     return comment + body
 

@@ -24,7 +24,8 @@ def documents(spec: ServiceSpec) -> dict[Path, str]:
     target = config.CHECKED_IN_TARGET
     rule_texts = rulefiles.documents(spec, target)
     tests = promtool_tests.unit_tests(
-        spec, config.profile_for(target), rules.alerting_groups(spec, target),
+        spec, config.profile_for(target),
+        rules.recording_groups(spec, target), rules.alerting_groups(spec, target),
         rule_files=[f"../rules/{rulefiles.RECORDING_FILE}", f"../alerts/{rulefiles.ALERTING_FILE}"],
     )
     out = {

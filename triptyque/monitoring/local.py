@@ -19,10 +19,10 @@ from pathlib import Path
 
 from triptyque.monitoring import files, prometheus, rulefiles
 from triptyque.monitoring.config import JOB_ENGINE, JOB_GATEWAY
-from triptyque.spec import ServiceSpec
+from triptyque.spec import ServiceSpec, TargetName
 
 NODE = "local"
-TARGET = "local"
+TARGET: TargetName = "local"
 
 
 @dataclass(frozen=True)

@@ -26,22 +26,19 @@ LEAD_IN = 3  # steps of normal life before each scenario's trouble starts
 class Series:
     """A series whose value is ``before`` until the trouble starts and ``after`` from then on.
 
-    ``None`` means the series does not exist (before) or is gone (after: a stale marker).
+    ``after=None`` means the series is gone: a stale marker, then no samples.
     """
 
     selector: str
-    before: float | None
+    before: float
     after: float | None
 
     def values(self, start: int, total: int) -> str:
-        points = []
-        for step in range(total):
-            value = self.before if step < start else self.after
-            if value is None:
-                points.append("stale" if step == start and self.before is not None else "_")
-            else:
-                points.append(_number(value))
-        return " ".join(points)
+        """promtool's expanding notation: ``"0x2 1x5"`` is three 0s then six 1s."""
+        head = f"{_number(self.before)}x{start - 1}"
+        if self.after is None:
+            return f"{head} stale"
+        return f"{head} {_number(self.after)}x{total - start - 1}"
 
 
 @dataclass(frozen=True)
@@ -52,6 +49,9 @@ class Scenario:
     summary: str
     description: str
     name: str = ""
+    # Scenarios with the same batch share one test group (their series never overlap),
+    # which keeps promtool's run short for the long burn-rate windows.
+    batch: str = ""
 
     def title(self) -> str:
         return self.name or f"{self.alert} fires once its condition has held for its for: window"
@@ -94,6 +94,8 @@ def _burn_scenarios(spec: ServiceSpec, profile: Profile) -> list[Scenario]:
                 alert=alert,
                 name=f"{alert} {window.severity} on the {window.long}/{window.short} windows fires "
                      f"once both burn past {limit:.4g} for {window.hold}",
+                batch=f"Budget burn alerts on the {window.long}/{window.short} windows fire once "
+                      f"both windows have burnt too fast for {window.hold}",
                 series=(
                     Series(f"{rules.SLO_ERRORS}{window.long}{selector}", 0, value),
                     Series(f"{rules.SLO_ERRORS}{window.short}{selector}", 0, value),
@@ -333,20 +335,29 @@ def _expr_checks(spec: ServiceSpec) -> list[ExprCheck]:
 
 
 def _duration(seconds: float) -> str:
-    return f"{round(seconds)}s"
+    """210 -> "3m30s", the way Prometheus writes durations."""
+    rest, parts = round(seconds), []
+    for unit, size in (("h", 3600), ("m", 60), ("s", 1)):
+        if rest >= size:
+            parts.append(f"{rest // size}{unit}")
+            rest %= size
+    return "".join(parts) or "0s"
 
 
-def _alert_group(scenario: Scenario, profile: Profile, rule: dict[str, Any]) -> dict[str, Any]:
+def _alert_group(
+    scenarios: list[tuple[Scenario, dict[str, Any]]], profile: Profile, name: str
+) -> dict[str, Any]:
+    """One promtool test group for scenarios that share a ``for:`` window."""
+    holds = {rule["for"] for _, rule in scenarios}
+    if len(holds) != 1:
+        raise ValueError(f"{name!r} mixes for: windows {sorted(holds)}")
     step = config.seconds(profile.evaluation_interval)
-    hold = config.seconds(rule["for"])
+    hold = config.seconds(holds.pop())
     total = LEAD_IN + round(hold / step) + 2
     firing_at = LEAD_IN * step + hold
-    return {
-        "name": scenario.title(),
-        "interval": profile.evaluation_interval,
-        "input_series": [{"series": s.selector, "values": s.values(LEAD_IN, total)}
-                         for s in scenario.series],
-        "alert_rule_test": [
+    checks = []
+    for scenario, _ in scenarios:
+        checks += [
             {"eval_time": _duration(firing_at - step), "alertname": scenario.alert,
              "exp_alerts": []},
             {"eval_time": _duration(firing_at), "alertname": scenario.alert, "exp_alerts": [{
@@ -355,7 +366,13 @@ def _alert_group(scenario: Scenario, profile: Profile, rule: dict[str, Any]) -> 
                                     "description": scenario.description,
                                     "runbook_url": rules.runbook_url(scenario.alert)},
             }]},
-        ],
+        ]
+    return {
+        "name": name,
+        "interval": profile.evaluation_interval,
+        "input_series": [{"series": s.selector, "values": s.values(LEAD_IN, total)}
+                         for scenario, _ in scenarios for s in scenario.series],
+        "alert_rule_test": checks,
     }
 
 
@@ -389,16 +406,22 @@ def rule_key(alert: str, labels: dict[str, str]) -> tuple[str, tuple[tuple[str, 
 
 
 def unit_tests(
-    spec: ServiceSpec, profile: Profile, alerting: Sequence[dict[str, Any]], rule_files: list[str]
+    spec: ServiceSpec,
+    profile: Profile,
+    recording: Sequence[dict[str, Any]],
+    alerting: Sequence[dict[str, Any]],
+    rule_files: list[str],
 ) -> dict[str, Any]:
-    """A promtool test file for ``alerting`` (rule groups) under ``profile``.
+    """A promtool test file for the rule groups ``recording`` + ``alerting`` under ``profile``.
 
+    Recording groups are evaluated first at each step (promtool's default order is
+    random), so an alert on a recorded series starts on the step its inputs change.
     Each scenario is matched to the rule whose static labels its expected labels
     carry; a scenario that matches no rule, or a rule that no scenario matches, is
     an error here rather than a gap in coverage.
     """
     by_key = {rule_key(r["alert"], r["labels"]): r for g in alerting for r in g["rules"]}
-    groups = []
+    batches: dict[str, list[tuple[Scenario, dict[str, Any]]]] = {}
     covered = set()
     for scenario in _scenarios(spec, profile):
         matches = [key for key, rule in by_key.items()
@@ -407,13 +430,16 @@ def unit_tests(
         if len(matches) != 1:
             raise ValueError(f"scenario {scenario.title()!r} matches {len(matches)} rules")
         covered.add(matches[0])
-        groups.append(_alert_group(scenario, profile, by_key[matches[0]]))
+        batches.setdefault(scenario.batch or scenario.title(), []).append(
+            (scenario, by_key[matches[0]]))
     missing = sorted(set(by_key) - covered)
     if missing:
         raise ValueError(f"alert rules without a scenario: {missing}")
+    groups = [_alert_group(batch, profile, name) for name, batch in batches.items()]
     groups += [_expr_group(check, profile) for check in _expr_checks(spec)]
     return {
         "rule_files": rule_files,
         "evaluation_interval": profile.evaluation_interval,
+        "group_eval_order": [g["name"] for g in [*recording, *alerting]],
         "tests": groups,
     }

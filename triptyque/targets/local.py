@@ -6,7 +6,8 @@ Layout of the state folder (``.triptyque/local`` by default)::
     gateway.json     the gateway's settings (key hashes only)
     state/           kill-switch state and audit log (kept across down/up)
     run/ logs/       pid files and process logs
-    prometheus/      rendered config and TSDB
+    monitoring/      rendered Prometheus and Alertmanager configs, rules, their data
+    alerts.jsonl     every notification Alertmanager delivered (local webhook receiver)
 """
 
 from __future__ import annotations
@@ -22,18 +23,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import yaml
 
 from triptyque.engine import engine_args
 from triptyque.errors import MissingToolError, TargetError
 from triptyque.gateway.settings import settings_from_spec
 from triptyque.keys import generate_key, hash_key
+from triptyque.monitoring.local import render as render_monitoring
 from triptyque.spec import ServiceSpec
 from triptyque.targets.base import Endpoint, NodeReport, Progress, admin_fleet, status_fleet
 from triptyque.targets.processes import ProcessTable, ensure_port_free
 
 ENGINE_START_TIMEOUT = 600.0
-SERVICES = ("engine", "gateway", "prometheus")
+SERVICES = ("engine", "gateway", "webhook", "alertmanager", "prometheus")
 
 
 def _env_port(name: str, default: int) -> int:
@@ -45,6 +46,8 @@ class LocalPorts:
     """Ports of the local monitoring stack (the engine and gateway ports come from the spec)."""
 
     prometheus: int = field(default_factory=lambda: _env_port("TRIPTYQUE_LOCAL_PROMETHEUS_PORT", 19090))
+    alertmanager: int = field(default_factory=lambda: _env_port("TRIPTYQUE_LOCAL_ALERTMANAGER_PORT", 19093))
+    webhook: int = field(default_factory=lambda: _env_port("TRIPTYQUE_LOCAL_WEBHOOK_PORT", 19094))
 
 
 def _tool(env_var: str, name: str, install: str) -> str:
@@ -79,6 +82,14 @@ class LocalTarget:
     def prometheus_url(self) -> str:
         return f"http://127.0.0.1:{self.ports.prometheus}"
 
+    @property
+    def alertmanager_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.alertmanager}"
+
+    @property
+    def alerts_file(self) -> Path:
+        return self.root / "alerts.jsonl"
+
     def secrets(self, create: bool = False) -> dict[str, str]:
         """{"api_key": ..., "admin_key": ...}, generated on first use, readable by the owner only."""
         path = self.root / "secrets.json"
@@ -96,24 +107,29 @@ class LocalTarget:
 
     # ---- up ------------------------------------------------------------------------------
 
-    def _preflight(self) -> str:
+    def _preflight(self) -> tuple[str, str]:
         if importlib.util.find_spec("vllm") is None:
             raise MissingToolError(
                 "vLLM is not installed in this Python: run `make venv` (CPU build, extra `cpu`) "
                 "or `pip install -e '.[cpu]'`"
             )
-        prometheus = _tool("TRIPTYQUE_PROMETHEUS", "prometheus",
-                           "install it with `apt-get install prometheus`")
+        prometheus = _tool("TRIPTYQUE_PROMETHEUS", "prometheus", "install it with `apt-get install prometheus`")
+        alertmanager = _tool("TRIPTYQUE_ALERTMANAGER", "prometheus-alertmanager",
+                             "install it with `apt-get install prometheus-alertmanager`")
         running = [name for name in SERVICES if (p := self.processes.get(name)) and p.alive()]
         if running:
             raise TargetError(f"local target already running ({', '.join(running)}): "
                               "run `triptyque status` or `triptyque down local`")
-        spec = self.spec
-        for port, what in ((spec.engine.port, "engine"), (spec.gateway.port, "gateway"),
-                           (self.ports.prometheus, "prometheus")):
-            ensure_port_free(port, what, "stop what uses it, or change the port in "
-                             "targets.local of serving/service.yaml")
-        return prometheus
+        spec, ports = self.spec, self.ports
+        for port, what, fix in (
+            (spec.engine.port, "engine", "change targets.local.engine.port in serving/service.yaml"),
+            (spec.gateway.port, "gateway", "change targets.local.gateway.port in serving/service.yaml"),
+            (ports.prometheus, "prometheus", "set TRIPTYQUE_LOCAL_PROMETHEUS_PORT"),
+            (ports.alertmanager, "alertmanager", "set TRIPTYQUE_LOCAL_ALERTMANAGER_PORT"),
+            (ports.webhook, "alert webhook", "set TRIPTYQUE_LOCAL_WEBHOOK_PORT"),
+        ):
+            ensure_port_free(port, what, f"stop what uses it, or {fix}")
+        return prometheus, alertmanager
 
     def _write_gateway_settings(self, secrets: dict[str, str]) -> Path:
         settings = settings_from_spec(
@@ -125,24 +141,6 @@ class LocalTarget:
         path.write_text(settings.model_dump_json(indent=2))
         return path
 
-    def _write_prometheus_config(self) -> Path:
-        folder = self.root / "prometheus"
-        folder.mkdir(parents=True, exist_ok=True)
-        config = {
-            "global": {"scrape_interval": "2s", "evaluation_interval": "2s"},
-            "scrape_configs": [
-                {"job_name": "triptyque-gateway",
-                 "static_configs": [{"targets": [f"127.0.0.1:{self.spec.gateway.port}"],
-                                     "labels": {"target": "local"}}]},
-                {"job_name": "vllm",
-                 "static_configs": [{"targets": [f"127.0.0.1:{self.spec.engine.port}"],
-                                     "labels": {"target": "local"}}]},
-            ],
-        }
-        path = folder / "prometheus.yml"
-        path.write_text(yaml.safe_dump(config, sort_keys=False))
-        return path
-
     def _start_engine(self) -> None:
         self.processes.start(
             "engine", [sys.executable, *engine_args(self.spec)],
@@ -150,26 +148,33 @@ class LocalTarget:
         )
 
     def up(self, progress: Progress) -> list[Endpoint]:
-        prometheus = self._preflight()
+        prometheus, alertmanager = self._preflight()
         secrets = self.secrets(create=True)
         settings_path = self._write_gateway_settings(secrets)
-        prom_config = self._write_prometheus_config()
+        folder = self.root / "monitoring"
+        monitoring = render_monitoring(
+            self.spec, folder, gateway=f"127.0.0.1:{self.spec.gateway.port}",
+            engine=f"127.0.0.1:{self.spec.engine.port}", alertmanager=f"127.0.0.1:{self.ports.alertmanager}",
+            webhook=f"127.0.0.1:{self.ports.webhook}",
+        )
         progress("starting the engine (vLLM)")
         self._start_engine()
-        progress("starting the gateway")
-        self.processes.start("gateway", [sys.executable, "-m", "triptyque.gateway",
-                                         "--settings", str(settings_path)])
-        progress("starting Prometheus")
-        self.processes.start("prometheus", [
-            prometheus, f"--config.file={prom_config}",
-            f"--storage.tsdb.path={self.root / 'prometheus' / 'data'}",
-            f"--web.listen-address=127.0.0.1:{self.ports.prometheus}",
-            "--web.enable-lifecycle", "--storage.tsdb.retention.time=2d",
-        ])
+        progress("starting the gateway, the alert webhook and Alertmanager")
+        self.processes.start("gateway", [sys.executable, "-m", "triptyque.gateway", "--settings", str(settings_path)])
+        self.processes.start("webhook", [sys.executable, "-m", "triptyque.monitoring.webhook", "--host", "127.0.0.1",
+                                         "--port", str(self.ports.webhook), "--out", str(self.alerts_file)])
+        self.processes.start("alertmanager", monitoring.alertmanager_argv(
+            f"127.0.0.1:{self.ports.alertmanager}", folder / "alertmanager-data", alertmanager))
         try:
-            self._wait("prometheus", f"{self.prometheus_url}/-/ready", 30, progress)
             self._wait("gateway", f"{self.gateway_url}/healthz", 30, progress)
+            self._wait("webhook", f"http://127.0.0.1:{self.ports.webhook}/healthz", 30, progress)
+            self._wait("alertmanager", f"{self.alertmanager_url}/-/ready", 30, progress)
             self._wait("engine", f"{self.engine_url}/health", ENGINE_START_TIMEOUT, progress)
+            # Prometheus starts last, so a loading engine does not fire EngineDown.
+            progress("starting Prometheus")
+            self.processes.start("prometheus", monitoring.prometheus_argv(
+                f"127.0.0.1:{self.ports.prometheus}", folder / "prometheus-data", prometheus))
+            self._wait("prometheus", f"{self.prometheus_url}/-/ready", 30, progress)
         except TargetError:
             self.down(lambda _msg: None)
             raise
@@ -178,7 +183,9 @@ class LocalTarget:
     def endpoints(self) -> list[Endpoint]:
         return [Endpoint("gateway (OpenAI API)", f"{self.gateway_url}/v1"),
                 Endpoint("engine (vLLM, loopback only)", self.engine_url),
-                Endpoint("prometheus", self.prometheus_url)]
+                Endpoint("prometheus", self.prometheus_url),
+                Endpoint("alertmanager", self.alertmanager_url),
+                Endpoint("alerts delivered (file)", str(self.alerts_file))]
 
     def _wait(self, name: str, url: str, timeout: float, progress: Progress) -> None:
         started = time.monotonic()
@@ -203,7 +210,7 @@ class LocalTarget:
     # ---- down, status, kill ----------------------------------------------------------------
 
     def down(self, progress: Progress) -> None:
-        for name in ("gateway", "prometheus", "engine"):
+        for name in ("prometheus", "alertmanager", "webhook", "gateway", "engine"):
             if self.processes.stop(name):
                 progress(f"stopped {name}")
 
