@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from triptyque.errors import TriptyqueError
+from triptyque.errors import TargetError, TriptyqueError
 from triptyque.spec import DEFAULT_SPEC, load_spec, validate_file
 from triptyque.targets.base import NodeReport, Progress, Target
 from triptyque.targets.registry import make_target
@@ -35,7 +35,7 @@ SpecOption = Annotated[Path, typer.Option("--spec", envvar="TRIPTYQUE_SPEC",
                                           help="The service spec (YAML).")]
 StateOption = Annotated[Path, typer.Option("--state-dir", envvar="TRIPTYQUE_STATE_DIR",
                                            help="Where deployments keep their state.")]
-TargetOption = Annotated[str, typer.Option("--target", "-t", help="local, edge, onprem or cloud.")]
+TargetOption = Annotated[str, typer.Option("--target", "-t", help="local, edge, onprem, cloud or cloud-vm.")]
 InventoryOption = Annotated[Path | None, typer.Option("--inventory", "-i", envvar="TRIPTYQUE_INVENTORY",
                                                       help="Ansible inventory (edge target).")]
 OperatorOption = Annotated[str, typer.Option("--operator", envvar="TRIPTYQUE_OPERATOR",
@@ -73,7 +73,8 @@ def spinner() -> Iterator[Progress]:
 
 
 def _target(name: str, spec_path: Path, state_dir: Path, inventory: Path | None) -> Target:
-    spec = load_spec(spec_path, target=name)  # type: ignore[arg-type]
+    # cloud-vm is the cloud's IaaS flavour: same spec overrides, other infrastructure.
+    spec = load_spec(spec_path, target="cloud" if name == "cloud-vm" else name)  # type: ignore[arg-type]
     return make_target(name, spec, state_root=state_dir, inventory=inventory)
 
 
@@ -105,7 +106,7 @@ def validate(spec: SpecOption = DEFAULT_SPEC) -> None:
 
 
 @app.command()
-def up(target: Annotated[str, typer.Argument(help="local, edge, onprem or cloud")] = "local",
+def up(target: Annotated[str, typer.Argument(help="local, edge, onprem, cloud or cloud-vm")] = "local",
        spec: SpecOption = DEFAULT_SPEC, state_dir: StateOption = DEFAULT_STATE,
        inventory: InventoryOption = None) -> None:
     """Deploy the service to a target and wait until it serves."""
@@ -121,7 +122,7 @@ def up(target: Annotated[str, typer.Argument(help="local, edge, onprem or cloud"
 
 
 @app.command()
-def down(target: Annotated[str, typer.Argument(help="local, edge, onprem or cloud")] = "local",
+def down(target: Annotated[str, typer.Argument(help="local, edge, onprem, cloud or cloud-vm")] = "local",
          spec: SpecOption = DEFAULT_SPEC, state_dir: StateOption = DEFAULT_STATE,
          inventory: InventoryOption = None) -> None:
     """Stop the service on a target (the kill-switch state and audit log are kept)."""
@@ -228,6 +229,150 @@ def demo(spec: SpecOption = DEFAULT_SPEC, state_dir: StateOption = DEFAULT_STATE
         run_demo(target, console, spinner)
     except TriptyqueError as exc:
         raise fail(exc) from None
+
+
+ledger_app = typer.Typer(no_args_is_help=True, help="The ledger of deploys, drills and kill-switch actions.")
+app.add_typer(ledger_app, name="ledger")
+LedgerOption = Annotated[Path | None, typer.Option(
+    "--ledger", envvar="TRIPTYQUE_LEDGER", help="The ledger (SQLite); default: STATE_DIR/ledger.sqlite.")]
+
+
+@app.command()
+def drill(
+    target: Annotated[str, typer.Argument(help="local or edge; Kubernetes drills are modelled (see compare).")],
+    scenario: Annotated[str, typer.Argument(
+        help="deploy, redeploy, upgrade, rollback, kill-soft, kill-hard, engine-crash, node-reboot, "
+             "a comma-separated list, or all (every drill the target supports).")] = "all",
+    spec: SpecOption = DEFAULT_SPEC, state_dir: StateOption = DEFAULT_STATE, inventory: InventoryOption = None,
+    operator: OperatorOption = "", ledger: LedgerOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+) -> None:
+    """Run scripted operations against a target, time every phase, record each run in the ledger."""
+    from triptyque.burden.commands import drill_names, ledger_at, run_drills
+
+    try:
+        deployment = _target(target, spec, state_dir, inventory)
+        names = drill_names(scenario, deployment)
+        with spinner() as progress:
+            results = run_drills(deployment, names, ledger=ledger_at(state_dir, ledger),
+                                 operator=operator or _default_operator(), progress=progress)
+    except TriptyqueError as exc:
+        raise fail(exc) from None
+    if as_json:
+        print(json.dumps([r.as_dict() for r in results], indent=2, default=str))
+    else:
+        table = Table(title=f"drills on {target}")
+        for column in ("drill", "outcome", "time", "phases", "metrics", "human steps", "ledger"):
+            table.add_column(column)
+        for r in results:
+            table.add_row(r.drill, "[green]ok[/]" if r.outcome == "ok" else f"[red]failed[/] {r.error}",
+                          f"{r.seconds:.1f} s", ", ".join(f"{p} {v['at']:.2f}" for p, v in r.phases.items()),
+                          ", ".join(f"{k} {v:g}" for k, v in r.metrics.items()), str(r.human_steps),
+                          f"#{r.entry_id}")
+        console.print(table)
+    raise typer.Exit(0 if all(r.outcome == "ok" for r in results) else 1)
+
+
+@app.command()
+def compare(
+    scenario: Annotated[Path, typer.Option("--scenario", "-s", envvar="TRIPTYQUE_SCENARIO",
+                                           help="The TCO scenario (YAML, see burden/scenarios/).")]
+    = Path("burden/scenarios/departmental.yaml"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for report.html, report.md and report.json.")]
+    = DEFAULT_STATE / "report",
+    figures: Annotated[Path, typer.Option("--figures", help="The default figures (YAML).")]
+    = Path("burden/figures.yaml"),
+    skills: Annotated[Path, typer.Option("--skills", help="Artefact tags -> skills and roles (YAML).")]
+    = Path("burden/skills.yaml"),
+    rendered: Annotated[Path | None, typer.Option(
+        "--rendered", help="Where `triptyque render` wrote the Kubernetes manifests (one folder per target); "
+                           "default STATE_DIR/render.")] = None,
+    spec: SpecOption = DEFAULT_SPEC, state_dir: StateOption = DEFAULT_STATE, ledger: LedgerOption = None,
+) -> None:
+    """Write the comparison report (HTML, Markdown, JSON): TCO, burden, drills, exit cost, scorecard."""
+    from triptyque.burden.commands import build_report, ledger_at
+
+    try:
+        _comparison, paths = build_report(
+            scenario_path=scenario, out_dir=out, ledger=ledger_at(state_dir, ledger), figures_path=figures,
+            skills_path=skills, spec=load_spec(spec), rendered=rendered or state_dir / "render")
+    except TriptyqueError as exc:
+        raise fail(exc) from None
+    for kind, path in paths.items():
+        console.print(f"  {kind:<9} {path}")
+
+
+@ledger_app.command("export")
+def ledger_export(
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of stdout.")] = None,
+    state_dir: StateOption = DEFAULT_STATE, ledger: LedgerOption = None,
+) -> None:
+    """Every ledger entry as JSON, oldest first."""
+    from triptyque.burden.commands import ledger_at
+
+    try:
+        document = ledger_at(state_dir, ledger).export()
+    except TriptyqueError as exc:
+        raise fail(exc) from None
+    if out is None:
+        print(document)
+    else:
+        out.write_text(document + "\n", encoding="utf-8")
+        console.print(f"[green]ok[/] {out}")
+
+
+@ledger_app.command("list")
+def ledger_list(state_dir: StateOption = DEFAULT_STATE, ledger: LedgerOption = None,
+                target: Annotated[str | None, typer.Option("--target", "-t", help="Only this target.")] = None,
+                ) -> None:
+    """One line per ledger entry: when, what, where, outcome, time."""
+    from triptyque.burden.commands import ledger_at
+
+    try:
+        entries = ledger_at(state_dir, ledger).entries(target=target)
+    except TriptyqueError as exc:
+        raise fail(exc) from None
+    table = Table(title=f"ledger ({len(entries)} entries)")
+    for column in ("#", "recorded (UTC)", "kind", "name", "target", "outcome", "time", "git", "spec"):
+        table.add_column(column)
+    for e in entries:
+        table.add_row(str(e.id), e.recorded_at[:19], e.kind, e.name, e.target, e.outcome,
+                      "-" if e.seconds is None else f"{e.seconds:.2f} s", e.git_revision[:12], e.spec_hash or "-")
+    console.print(table)
+
+
+@app.command()
+def render(
+    target: Annotated[str, typer.Argument(help="onprem or cloud")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the YAML manifests (GitOps).")],
+    spec: SpecOption = DEFAULT_SPEC,
+) -> None:
+    """Write a Kubernetes target's manifests as plain YAML, one file per object."""
+    from triptyque.k8s.config import project_root
+    from triptyque.k8s.render import render_target
+
+    try:
+        written = render_target(target, load_spec(spec, target=target), out, project_root())  # type: ignore[arg-type]
+    except TriptyqueError as exc:
+        raise fail(exc) from None
+    console.print(f"[green]ok[/] {len(written) - 1} manifests and PREREQUISITES.txt in {out}")
+
+
+@app.command()
+def preview(
+    target: Annotated[str, typer.Argument(help="onprem, cloud or cloud-vm")],
+    spec: SpecOption = DEFAULT_SPEC, state_dir: StateOption = DEFAULT_STATE,
+) -> None:
+    """What `up` would change on a Pulumi-managed target (with the policy pack); changes nothing."""
+    try:
+        deployment = _target(target, spec, state_dir, None)
+        if not hasattr(deployment, "preview"):
+            raise TargetError(f"preview is for onprem, cloud and cloud-vm; {target} has no plan to show")
+        with spinner() as progress:
+            summary = deployment.preview(progress)
+    except TriptyqueError as exc:
+        raise fail(exc) from None
+    console.print(f"[bold]{target}[/]: {summary}")
 
 
 def main() -> None:  # the `triptyque` console script

@@ -40,7 +40,7 @@ from pydantic import ValidationError
 from triptyque.errors import AuditError, StateError
 from triptyque.gateway.audit import GENESIS, Verified, entry_hash
 from triptyque.gateway.settings import ClusterState
-from triptyque.gateway.state import KillState
+from triptyque.gateway.state import FAIL_CLOSED_OPERATOR, FAIL_CLOSED_PREFIX, KillState
 
 log = logging.getLogger("triptyque.gateway.state_k8s")
 
@@ -94,13 +94,17 @@ class KubeConnection:
             ) from None
         configuration = client.Configuration()
         try:
-            config.load_kube_config(
+            config.load_kube_config(  # type: ignore[no-untyped-call]
                 config_file=config_file, context=context, client_configuration=configuration
             )
         except (ConfigException, OSError) as exc:
             where = config_file or os.environ.get("KUBECONFIG", "~/.kube/config")
             raise StateError(f"cannot use kubeconfig {where} (context {context}): {exc}") from None
-        token = (configuration.api_key or {}).get("authorization", "").removeprefix("Bearer ").strip()
+        if configuration.refresh_api_key_hook is not None:
+            configuration.refresh_api_key_hook(configuration)  # exec plugins fetch their token here
+        # The key's name varies between client versions ("authorization", "BearerToken").
+        token = next((str(v).removeprefix("Bearer ").strip() for v in (configuration.api_key or {}).values()
+                      if str(v).startswith("Bearer ")), "")
         cert = (
             (configuration.cert_file, configuration.key_file)
             if configuration.cert_file and configuration.key_file else None
@@ -144,9 +148,10 @@ class KubeConnection:
 
 def _api_message(response: httpx.Response) -> str:
     try:
-        return str(response.json().get("message", response.text[:200]))
+        body = response.json()
     except ValueError:
-        return response.text[:200]
+        body = None
+    return str(body["message"]) if isinstance(body, dict) and "message" in body else response.text[:200]
 
 
 class ConfigMapClient:
@@ -255,6 +260,11 @@ def _last_hash(lines: list[str], where: str) -> str | None:
         raise AuditError(f"{where}: the last audit entry is not valid ({exc})") from None
 
 
+def _fail_closed(why: str) -> KillState:
+    # The form the kill switch recognises as "the store cannot vouch for a state".
+    return KillState(engaged=True, operator=FAIL_CLOSED_OPERATOR, reason=f"{FAIL_CLOSED_PREFIX}{why}")
+
+
 class ConfigMapStateStore:
     """``StateStore`` over the kill-switch ConfigMap (see the module docstring)."""
 
@@ -288,8 +298,8 @@ class ConfigMapStateStore:
         # None (no state.json yet, or a re-created empty object) leaves the switch as it is.
         try:
             return parse_state(obj.get("data") or {}, self.describe())
-        except StateError:
-            return KillState(engaged=True, operator="triptyque", reason="state became unreadable")
+        except StateError as exc:
+            return _fail_closed(str(exc))
 
     async def watch(self, interval: float) -> AsyncIterator[KillState | None]:
         version, last = self._loaded or (None, None)
@@ -333,8 +343,7 @@ class ConfigMapStateStore:
                             if kind == "BOOKMARK":
                                 continue
                             current = (
-                                KillState(engaged=True, operator="triptyque",
-                                          reason=f"{self.describe()} was deleted")
+                                _fail_closed(f"{self.describe()} was deleted")
                                 if kind == "DELETED" else self._state_of(obj)
                             )
                             if current != last:

@@ -240,6 +240,17 @@ def parse_stack_config(values: dict[str, Any], where: str) -> StackConfig:
         raise TargetError(_problems(exc, where)) from None
 
 
+def project_root(start: Path | None = None) -> Path:
+    """The checkout holding Pulumi.yaml and stacks/ (the current folder or one above it)."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "Pulumi.yaml").is_file() and (folder / "stacks").is_dir():
+            return folder
+    raise TargetError(
+        f"no Pulumi.yaml with a stacks/ folder in {here} or above: run triptyque from its checkout"
+    )
+
+
 def stack_file(root: Path, stack: str) -> Path:
     return root / f"Pulumi.{stack}.yaml"
 

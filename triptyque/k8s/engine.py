@@ -95,7 +95,9 @@ def _resources(spec: ServiceSpec) -> dict[str, Any]:
 
 
 def _env(spec: ServiceSpec, config: StackConfig) -> list[dict[str, Any]]:
-    env = [{"name": k, "value": v} for k, v in sorted({**CACHE_ENV, **spec.engine.env}.items())]
+    env: list[dict[str, Any]] = [
+        {"name": k, "value": v} for k, v in sorted({**CACHE_ENV, **spec.engine.env}.items())
+    ]
     if config.engine.hf_token_secret:
         env.append({
             "name": "HF_TOKEN",

@@ -12,7 +12,9 @@ from typing import Any
 
 import yaml
 
-from triptyque.k8s.config import StackConfig
+from triptyque.errors import TargetError
+from triptyque.k8s.charts import load_chart, wanted_charts
+from triptyque.k8s.config import StackConfig, load_stack_config
 from triptyque.k8s.engine import engine_objects
 from triptyque.k8s.gateway import gateway_objects
 from triptyque.k8s.monitoring import monitoring_objects
@@ -29,8 +31,18 @@ _ORDER = ("Namespace", "ServiceAccount", "Role", "RoleBinding", "ConfigMap",
           "NetworkPolicy", "Ingress", "ServiceMonitor", "PrometheusRule")
 
 
+# Longest suffix added to the service's name in a name limited to 63 characters.
+_LONGEST_SUFFIX = len("-gateway-settings")
+
+
 def names_for(spec: ServiceSpec, config: StackConfig) -> Names:
-    return Names(app=spec.name.replace("_", "-").replace(".", "-"), namespace=config.namespace)
+    app = spec.name.replace("_", "-").replace(".", "-").strip("-")
+    if len(app) + _LONGEST_SUFFIX > 63:
+        raise TargetError(
+            f"name {spec.name!r} is too long for Kubernetes object names; use at most "
+            f"{63 - _LONGEST_SUFFIX} characters"
+        )
+    return Names(app=app, namespace=config.namespace)
 
 
 def namespace(names: Names) -> Manifest:
@@ -87,3 +99,20 @@ def write_manifests(objects: list[Manifest], out: Path) -> list[Path]:
         )
         written.append(path)
     return written
+
+
+def render_target(target: str, spec: ServiceSpec, out: Path, root: Path) -> list[Path]:
+    """``triptyque render TARGET --out DIR``: the manifests of that stack, plus the Helm
+    releases to install first (PREREQUISITES.txt), as GitOps applies them."""
+    config = load_stack_config(root, target)
+    if config.target == "cloud-vm":
+        raise TargetError("cloud-vm runs on plain instances; it has no Kubernetes manifests to render")
+    written = write_manifests(render(spec, config), out)
+    charts = [load_chart(root / "charts", name) for name in wanted_charts(config)]
+    lines = ["# Install these pinned Helm releases (charts/) before applying the manifests here.",
+             *(chart.helm_command() for chart in charts)]
+    if not charts:
+        lines.append("# none: triptyque:monitoring.prometheus is 'existing' and gpuOperator is false")
+    prerequisites = out / "PREREQUISITES.txt"
+    prerequisites.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return [*written, prerequisites]

@@ -1,0 +1,1 @@
+"""The triptyque CrossGuard policy pack (run with `--policy-pack stacks/policies`)."""
