@@ -11,7 +11,11 @@ demo: system-deps venv  ## bring the local target up, serve, kill, resume, shut 
 	$(BIN)/triptyque demo
 
 test: system-deps venv  ## the whole suite, real engine included
+	bash tests/k8s/setup_checkov.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: venv  ## gateway overhead vs vLLM and a fake engine, kill-switch timing, overload (~8 min)
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 lint: venv
 	$(BIN)/ruff check triptyque tests bench
@@ -33,10 +37,10 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 
 lock:  ## re-resolve every pinned dependency from pyproject.toml into requirements.lock
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
-	.venv-lock/bin/pip install -q -e '.[cpu,dev]'
+	.venv-lock/bin/pip install -q -e '.[cpu,dev,k8s,edge,monitoring,bench,burden]'
 	.venv-lock/bin/pip uninstall -q -y torchvision torchaudio torchcodec || true
 	.venv-lock/bin/pip freeze --exclude-editable | grep -v '^triptyque' > requirements.lock
 	rm -rf .venv-lock
 
 clean:
-	rm -rf $(VENV) .triptyque .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-checkov .triptyque .pytest_cache .mypy_cache .ruff_cache

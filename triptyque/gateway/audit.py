@@ -54,20 +54,31 @@ class AuditLog:
         return str(self.path)
 
     def append(self, **fields: Any) -> dict[str, Any]:
+        """Append one entry; on a failed write or fsync (disk full) the file is cut back to
+        where it was, so the log never ends in half an entry."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o640)
-        with os.fdopen(fd, "r+", encoding="utf-8") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            handle.seek(0)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
             prev, seq = GENESIS, 0
-            for line in handle:
-                if line.strip():
-                    prev, seq = json.loads(line)["hash"], seq + 1
+            with open(fd, "rb", closefd=False) as reader:
+                for line in reader:
+                    if line.strip():
+                        prev, seq = json.loads(line)["hash"], seq + 1
             entry: dict[str, Any] = {"seq": seq + 1, "ts": time.time(), **fields, "prev": prev}
             entry["hash"] = entry_hash(entry)
-            handle.write(json.dumps(entry, sort_keys=True) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+            data = (json.dumps(entry, sort_keys=True) + "\n").encode()
+            size = os.fstat(fd).st_size
+            try:
+                written = 0
+                while written < len(data):
+                    written += os.write(fd, data[written:])
+                os.fsync(fd)
+            except OSError:
+                os.ftruncate(fd, size)
+                raise
+        finally:
+            os.close(fd)
         return entry
 
     def head(self) -> str | None:

@@ -1,7 +1,7 @@
 """The kill switch: stop serving at once, persist the decision, audit it.
 
 Engaging takes effect in memory first (new requests refused, streams cut), then is
-audited and persisted; the call returns only once both are on disk. Releasing is
+audited and persisted off the event loop; the call returns only once both are on disk. Releasing is
 persisted first and takes effect only if that worked. A state that cannot be read,
 or that disagrees with the audit log, starts the gateway stopped (fail closed).
 """
@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from triptyque.errors import AuditError, StateError
 from triptyque.gateway.audit import AuditSink
-from triptyque.gateway.state import KillState, StateStore
+from triptyque.gateway.state import FAIL_CLOSED_OPERATOR, FAIL_CLOSED_PREFIX, KillState, StateStore
 
 log = logging.getLogger("triptyque.gateway.killswitch")
 
@@ -39,31 +39,40 @@ class KillSwitch:
         self._on_change = on_change
         self._clock = clock
         self._lock = asyncio.Lock()
-        self._cut = asyncio.Event()
         self.state = KillState()
         self.fail_closed_reason: str | None = None
         self._watcher: asyncio.Task[None] | None = None
+        self._listeners: set[Callable[[], None]] = set()
+        # The audit head of the last state this process loaded, saved or followed: a stored
+        # state with that head is one we know, not a change made elsewhere.
+        self._known_head: str | None = None
 
     @property
     def engaged(self) -> bool:
         return self.state.engaged
 
-    async def wait_engaged(self) -> None:
-        """Return as soon as the switch is engaged (used to cut in-flight streams)."""
-        await self._cut.wait()
+    def on_engage(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` when the switch engages (soon, if it is engaged now); returns its remover.
+
+        Every request in flight registers one (see ``interrupt.py``): a plain callback is
+        cheaper than a task waiting on an event per request.
+        """
+        if self.state.engaged:
+            asyncio.get_running_loop().call_soon(callback)
+        self._listeners.add(callback)
+        return lambda: self._listeners.discard(callback)
 
     def _apply(self, state: KillState) -> None:
         self.state = state
         if state.engaged:
-            self._cut.set()
-        else:
-            self._cut = asyncio.Event()
+            for callback in list(self._listeners):
+                callback()
         self._on_change(state)
 
     def _fail_closed(self, why: str) -> None:
         self.fail_closed_reason = why
         log.error("kill switch fails closed: %s", why, extra={"event": "fail_closed"})
-        self._apply(KillState(engaged=True, operator="triptyque", reason=f"fail-closed: {why}",
+        self._apply(KillState(engaged=True, operator=FAIL_CLOSED_OPERATOR, reason=f"{FAIL_CLOSED_PREFIX}{why}",
                               changed_at=self._clock()))
 
     def start(self, watch_interval: float | None = 0.5) -> None:
@@ -85,6 +94,7 @@ class KillSwitch:
                     "run `triptyque audit verify`"
                 )
             else:
+                self._known_head = stored.audit_head if stored else None
                 self._apply(stored or KillState(changed_at=self._clock()))
         if watch_interval is not None:
             self._watcher = asyncio.get_running_loop().create_task(self._follow(watch_interval))
@@ -99,29 +109,43 @@ class KillSwitch:
         async for stored in self.store.watch(interval):
             async with self._lock:
                 if stored is not None and stored != self.state:
+                    reason = stored.reason or ""
+                    if stored.operator == FAIL_CLOSED_OPERATOR and reason.startswith(FAIL_CLOSED_PREFIX):
+                        self._fail_closed(reason.removeprefix(FAIL_CLOSED_PREFIX))
+                        continue
+                    if stored.audit_head == self._known_head:
+                        # Seen late: what this process wrote itself. Never let it undo a kill
+                        # that holds in memory because its own save failed.
+                        continue
+                    self._known_head = stored.audit_head
                     log.warning("kill switch changed outside this process", extra={"event": "external_change"})
                     self.fail_closed_reason = None
                     self._apply(stored)
 
-    def _record(self, action: str, operator: str, reason: str, source: str, changed: bool) -> KillState:
+    def _persist(self, action: str, operator: str, reason: str, source: str, changed: bool) -> KillState:
+        """Audit, then save the state that records the audit head. Runs in a worker thread:
+        two fsyncs can take 50-100 ms on a busy disk, and the event loop must keep refusing
+        requests and cutting streams meanwhile (the lock keeps changes in order)."""
         entry = self.audit.append(
             action=action, operator=operator, reason=reason, source=source, changed=changed
         )
-        return KillState(
+        state = KillState(
             engaged=action == "kill", operator=operator, reason=reason,
             changed_at=entry["ts"], audit_head=entry["hash"],
         )
+        self.store.save(state)
+        return state
 
     async def engage(self, operator: str, reason: str, source: str) -> tuple[KillState, bool]:
         async with self._lock:
             changed = not self.state.engaged
             self._apply(KillState(engaged=True, operator=operator, reason=reason, changed_at=self._clock()))
             try:
-                state = self._record("kill", operator, reason, source, changed)
-                self.store.save(state)
+                state = await asyncio.to_thread(self._persist, "kill", operator, reason, source, changed)
             except (OSError, StateError, AuditError) as exc:
                 raise PersistError(f"serving stopped, but the decision was not persisted: {exc}") from exc
             self.fail_closed_reason = None
+            self._known_head = state.audit_head
             self.state = state
             return state, changed
 
@@ -129,10 +153,10 @@ class KillSwitch:
         async with self._lock:
             changed = self.state.engaged
             try:
-                state = self._record("resume", operator, reason, source, changed)
-                self.store.save(state)
+                state = await asyncio.to_thread(self._persist, "resume", operator, reason, source, changed)
             except (OSError, StateError, AuditError) as exc:
                 raise PersistError(f"still stopped: the resume could not be persisted: {exc}") from exc
             self.fail_closed_reason = None
+            self._known_head = state.audit_head
             self._apply(state)
             return state, changed

@@ -20,7 +20,7 @@ def _proxied(summary: str, body: str | None) -> dict[str, Any]:
             "200": {"description": "The engine's answer, or a server-sent event stream",
                     "content": {"application/json": {"schema": {"type": "object"}},
                                 "text/event-stream": {"schema": {"type": "string"}}}},
-            **_errors(400, 401, 404, 413, 415, 429, 502, 503, 504),
+            **_errors(400, 401, 404, 408, 413, 415, 429, 502, 503, 504),
         },
     }
     if body:
@@ -37,7 +37,7 @@ def _admin(summary: str) -> dict[str, Any]:
             "application/json": {"schema": {"$ref": "#/components/schemas/Decision"}}}},
         "responses": {"200": {"description": "Kill-switch state", "content": {
             "application/json": {"schema": {"$ref": "#/components/schemas/KillState"}}}},
-            **_errors(400, 401, 403, 413, 415, 500)},
+            **_errors(400, 401, 403, 408, 413, 415, 500)},
     }
 
 

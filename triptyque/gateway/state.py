@@ -20,6 +20,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from triptyque.errors import StateError
 
+# How a store reports a state it could not read: the kill switch fails closed on it.
+FAIL_CLOSED_OPERATOR, FAIL_CLOSED_PREFIX = "triptyque", "fail-closed: "
+
 
 class KillState(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -105,6 +108,8 @@ class FileStateStore:
             if current != last:
                 last = current
                 try:
-                    yield self.load()
-                except StateError:
-                    yield KillState(engaged=True, operator="triptyque", reason="state became unreadable")
+                    stored = self.load()
+                except StateError as exc:
+                    stored = KillState(engaged=True, operator=FAIL_CLOSED_OPERATOR,
+                                       reason=f"{FAIL_CLOSED_PREFIX}{exc}")
+                yield stored

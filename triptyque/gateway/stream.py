@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
 from triptyque.gateway.errors import sse_error
+from triptyque.gateway.interrupt import Interrupt
 
 if TYPE_CHECKING:
     from triptyque.gateway.app import Gateway
@@ -44,62 +45,32 @@ class ProxyStream:
                 self.gateway.count_usage(self.key, line[6:])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        gateway, limits = self.gateway, self.gateway.settings.limits
+        gateway = self.gateway
         headers = [
             (b"content-type", self.upstream.headers["content-type"].encode("latin-1")),
             (b"cache-control", b"no-cache"),
             (b"x-request-id", self.request.state.request_id.encode("latin-1")),
         ]
-        chunks = self.upstream.aiter_raw()
-        stop = asyncio.ensure_future(gateway.killswitch.wait_engaged())
+        interrupt = Interrupt()
+        forget = gateway.killswitch.on_engage(lambda: interrupt.fire("kill_switch"))
         gone = asyncio.ensure_future(_disconnected(receive))
-        pending: asyncio.Future[bytes] | None = None
+        gone.add_done_callback(lambda done: None if done.cancelled() else interrupt.fire("client_gone"))
         cut: str | None = None
         try:
-            await send({"type": "http.response.start", "status": self.upstream.status_code,
-                        "headers": headers})
-            first = True
-            while True:
-                pending = asyncio.ensure_future(anext(chunks))
-                timeout = limits.first_byte_timeout_seconds if first else limits.idle_timeout_seconds
-                done, _ = await asyncio.wait({pending, stop, gone}, timeout=timeout,
-                                             return_when=asyncio.FIRST_COMPLETED)
-                if pending in done:
-                    try:
-                        chunk = pending.result()
-                    except StopAsyncIteration:
-                        break
-                    except httpx.HTTPError:
-                        cut = "upstream"
-                        await send({"type": "http.response.body", "more_body": True, "body": sse_error(
-                            "The engine broke off the stream; retry the request.", "upstream_stream_broken",
-                            502)})
-                        break
-                    if first:
-                        first = False
-                        gateway.metrics.ttft.labels(self.route).observe(time.perf_counter() - self.started)
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                    self._count_usage(chunk)
-                    continue
-                if gone in done:
-                    return
-                if stop in done:
-                    cut = "kill_switch"
-                    tail = sse_error(gateway.stopped_message(), "kill_switch_engaged", 503)
-                else:
-                    cut = "timeout"
-                    tail = sse_error("The engine stopped sending; the stream timed out.",
-                                     "upstream_timeout", 504)
-                await send({"type": "http.response.body", "body": tail, "more_body": True})
-                break
+            cut = await self._pass_through(send, interrupt, headers)
+            interrupt.disarm()
+            if cut == "client_gone":
+                return
+            if cut is not None:
+                await send({"type": "http.response.body", "body": self._last_event(cut), "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
-            for future in (pending, stop, gone):
-                if future is not None and not future.done():
-                    future.cancel()
+            interrupt.disarm()
+            forget()
+            gone.cancel()
             with contextlib.suppress(Exception):
                 await self.upstream.aclose()
-            if cut is not None:
+            if cut is not None and cut != "client_gone":
                 gateway.metrics.streams_cut.labels(cut).inc()
                 if cut != "kill_switch":
                     gateway.metrics.upstream_errors.labels(self.route, "timeout" if cut == "timeout"
@@ -107,3 +78,38 @@ class ProxyStream:
             gateway.release()
             gateway.record(self.request, self.route, self.upstream.status_code, self.key, self.started)
 
+    def _last_event(self, cut: str) -> bytes:
+        if cut == "kill_switch":
+            return sse_error(self.gateway.stopped_message(), "kill_switch_engaged", 503)
+        if cut == "timeout":
+            return sse_error("The engine stopped sending; the stream timed out.", "upstream_timeout", 504)
+        return sse_error("The engine broke off the stream; retry the request.", "upstream_stream_broken", 502)
+
+    async def _pass_through(self, send: Send, interrupt: Interrupt,
+                            headers: list[tuple[bytes, bytes]]) -> str | None:
+        """Send the engine's chunks on until it ends (None) or something cuts the stream (why)."""
+        limits = self.gateway.settings.limits
+        loop = asyncio.get_running_loop()
+        first = True
+        try:
+            await send({"type": "http.response.start", "status": self.upstream.status_code,
+                        "headers": headers})
+            async with asyncio.timeout(limits.first_byte_timeout_seconds) as deadline:
+                async for chunk in self.upstream.aiter_raw():
+                    if first:
+                        first = False
+                        self.gateway.metrics.ttft.labels(self.route).observe(time.perf_counter() - self.started)
+                    deadline.reschedule(None)  # the idle timeout measures the engine, not the client
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    self._count_usage(chunk)
+                    deadline.reschedule(loop.time() + limits.idle_timeout_seconds)
+        except asyncio.CancelledError:
+            reason = interrupt.settle()
+            if reason is None:
+                raise
+            return reason
+        except TimeoutError:
+            return "timeout"
+        except httpx.HTTPError:
+            return "upstream"
+        return None
