@@ -5,7 +5,8 @@ set -euo pipefail
 profile=${1:-test}
 packages=(prometheus prometheus-alertmanager prometheus-node-exporter)
 if [ "$profile" = test ]; then
-  packages+=()
+  # The comparison report is opened in a real headless browser by the tests.
+  packages+=(chromium)
 fi
 missing=()
 for p in "${packages[@]}"; do

@@ -112,7 +112,7 @@ def up(target: Annotated[str, typer.Argument(help="local, edge, onprem, cloud or
     """Deploy the service to a target and wait until it serves."""
     try:
         deployment = _target(target, spec, state_dir, inventory)
-        with spinner() as progress:
+        with _recorded(state_dir, "deploy", deployment), spinner() as progress:
             endpoints = deployment.up(progress)
     except TriptyqueError as exc:
         raise fail(exc) from None
@@ -128,7 +128,7 @@ def down(target: Annotated[str, typer.Argument(help="local, edge, onprem, cloud 
     """Stop the service on a target (the kill-switch state and audit log are kept)."""
     try:
         deployment = _target(target, spec, state_dir, inventory)
-        with spinner() as progress:
+        with _recorded(state_dir, "down", deployment), spinner() as progress:
             deployment.down(progress)
     except TriptyqueError as exc:
         raise fail(exc) from None
@@ -160,8 +160,9 @@ def kill(reason: ReasonOption, target: TargetOption = "local", spec: SpecOption 
          ) -> None:
     """Stop serving at once on every gateway of the target; exits 1 if any is unreachable."""
     try:
-        reports = _target(target, spec, state_dir, inventory).kill(
-            operator or _default_operator(), reason, hard=hard)
+        deployment, who = _target(target, spec, state_dir, inventory), operator or _default_operator()
+        with _recorded(state_dir, "kill", deployment, operator=who, reason=reason, hard=hard) as record:
+            reports = record["reports"] = deployment.kill(who, reason, hard=hard)
     except TriptyqueError as exc:
         raise fail(exc) from None
     ok = _reports(reports, f"kill switch engaged on {target}") and all(r.engaged for r in reports)
@@ -176,7 +177,9 @@ def resume(reason: ReasonOption, target: TargetOption = "local", spec: SpecOptio
            operator: OperatorOption = "") -> None:
     """Release the kill switch on every gateway of the target."""
     try:
-        reports = _target(target, spec, state_dir, inventory).resume(operator or _default_operator(), reason)
+        deployment, who = _target(target, spec, state_dir, inventory), operator or _default_operator()
+        with _recorded(state_dir, "resume", deployment, operator=who, reason=reason) as record:
+            reports = record["reports"] = deployment.resume(who, reason)
     except TriptyqueError as exc:
         raise fail(exc) from None
     ok = _reports(reports, f"kill switch released on {target}") and not any(r.engaged for r in reports)
@@ -229,6 +232,14 @@ def demo(spec: SpecOption = DEFAULT_SPEC, state_dir: StateOption = DEFAULT_STATE
         run_demo(target, console, spinner)
     except TriptyqueError as exc:
         raise fail(exc) from None
+
+
+def _recorded(state_dir: Path, kind: str, deployment: Target,
+              **details: object) -> contextlib.AbstractContextManager[dict[str, object]]:
+    """Append a deploy, down, kill or resume to the ledger (STATE_DIR/ledger.sqlite), failed or not."""
+    from triptyque.burden.commands import recorded_in
+
+    return recorded_in(state_dir, kind, deployment, details)
 
 
 ledger_app = typer.Typer(no_args_is_help=True, help="The ledger of deploys, drills and kill-switch actions.")

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 from rich.console import Console
 
+from triptyque.burden import tour
 from triptyque.errors import TargetError
 from triptyque.gateway.audit import AuditLog
 from triptyque.gateway.state import FileStateStore
@@ -37,17 +38,22 @@ def run_demo(target: LocalTarget, console: Console, progress: Callable[[], Any])
     """``progress`` returns a context manager yielding a Progress callback (a Rich status)."""
     with progress() as step:
         step_fn: Progress = step
-        endpoints = target.up(step_fn)
+        endpoints = tour.measured_deploy(target, step_fn)
     console.print("[bold green]local target is up[/]")
     for endpoint in endpoints:
         console.print(f"  {endpoint.name:<30} {endpoint.url}")
     try:
         _tour(target, console)
+        console.print("\n[bold]5. Drills[/] (timed phase by phase, recorded in the ledger)")
+        with progress() as step:
+            drills = tour.run_drills(target, step)
+        tour.show_drills(drills, console)
     finally:
         with progress() as step:
             target.down(step)
         console.print("[bold]local target stopped[/] (state and audit log kept in "
                       f"{target.root})")
+    tour.write_report(target, console)
 
 
 def _tour(target: LocalTarget, console: Console) -> None:

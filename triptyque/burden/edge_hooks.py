@@ -1,0 +1,114 @@
+"""Drill hooks for the edge target (triptyque.targets.edge.EdgeTarget).
+
+What the phases mean on edge, read from the rollout's own progress (Ansible task names):
+    infra_ready       every node passed preflight over SSH (first "Install |" task starts)
+    engine_installed  the bundle is on every node and the virtualenvs are built
+                      (first "Configure |" task starts)
+    weights_loaded    not observed from the controller (it is in each node's journal)
+    ready / first_token   as for every target
+
+Crash and reboot act on one node through Ansible ad hoc commands, so they work on any
+fleet the inventory describes; a test harness may pass its own ``reboot`` (a node of
+the systemd-nspawn test fleet cannot reboot itself). systemd restarts a crashed engine
+(``Restart=on-failure`` in the unit), so an engine crash needs no human step.
+
+Upgrade and rollback change the engine's configuration (``max_model_len``), which the
+rollout treats like any release: staged on every node, then restarted one node at a
+time behind the health gate. No second vLLM version is available offline here; a
+version upgrade takes the same path with a rebuilt bundle.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+
+import httpx
+
+from triptyque.burden.drills import DrillHooks
+from triptyque.burden.probe import Client
+from triptyque.errors import TargetError
+from triptyque.spec import ServiceSpec
+from triptyque.targets.base import Target
+
+ENGINE_UNIT = "triptyque-engine.service"
+
+
+class EdgeHooks(DrillHooks):
+    cli_name = "edge"
+    can_crash_engine = True
+    self_heals = True
+    can_reboot_node = True
+    can_change_spec = True
+
+    def __init__(self, target: Target, reboot: Callable[[str], str] | None = None) -> None:
+        from triptyque.targets.edge import EdgeTarget
+
+        assert isinstance(target, EdgeTarget)
+        self.target: EdgeTarget = target
+        self._reboot = reboot
+
+    def client(self) -> Client:
+        return Client(self.target.gateways(), self.target.secrets()["api_key"], self.target.spec.model.served_name)
+
+    def deployed(self) -> bool:
+        if not (self.target.root / "secrets.json").exists():
+            return False
+        with httpx.Client(timeout=3.0) as http:
+            for gateway in self.target.gateways():
+                try:
+                    http.get(f"{gateway.url}/healthz")
+                except httpx.HTTPError:
+                    return False
+        return True
+
+    def progress_phases(self) -> dict[str, str]:
+        return {r"^Install \|": "infra_ready", r"^Configure \|": "engine_installed"}
+
+    def _ad_hoc(self, node: str, module: str, args: str, timeout: float = 600) -> str:
+        from triptyque.edge.runner import ansible_tool
+
+        argv = [ansible_tool("ansible"), "-i", str(self.target.inventory), node, "--become", "-m", module, "-a", args]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+        if done.returncode != 0:
+            output = " ".join((done.stdout + done.stderr).split())
+            raise TargetError(f"{node}: {module} {args!r} failed ({done.returncode}): {output[:600]}")
+        return f"ansible -i {self.target.inventory} {node} --become -m {module} -a '{args}'"
+
+    def crash_engine(self) -> str:
+        # SIGKILL to the main process, as the OOM killer does; systemd then stops the rest of the
+        # unit and restarts it. (`systemctl kill` to the whole unit races with a unit just started.)
+        node = self.nodes()[0]
+        return self._ad_hoc(node, "ansible.builtin.shell",
+                            f'kill -KILL "$(systemctl show --property=MainPID --value {ENGINE_UNIT})"')
+
+    def nodes(self) -> list[str]:
+        return [node.name for node in self.target.nodes()]
+
+    def reboot_node(self, node: str) -> str:
+        if self._reboot is not None:
+            return self._reboot(node)
+        return self._ad_hoc(node, "ansible.builtin.reboot", "reboot_timeout=900", timeout=960)
+
+    def with_spec(self, spec: ServiceSpec) -> tuple[Target, DrillHooks]:
+        from triptyque.targets.edge import EdgeTarget
+
+        target = EdgeTarget(spec, self.target.root, self.target.inventory,
+                            bundle_dir=self.target.bundle_dir if self.target.prebuilt_bundle else None,
+                            cache_dir=self.target.cache_dir)
+        return target, EdgeHooks(target, self._reboot)
+
+    def upgraded(self, spec: ServiceSpec) -> tuple[ServiceSpec, str]:
+        before = spec.engine.max_model_len
+        after = before - 64 if before > 128 else before + 64
+        changed = spec.model_copy(update={"engine": spec.engine.model_copy(update={"max_model_len": after})})
+        return changed, f"engine configuration: max_model_len {before} -> {after}"
+
+
+def edge_hooks(target: Target, reboot: Callable[[str], str] | None = None) -> DrillHooks | None:
+    """EdgeHooks for an EdgeTarget, None for any other target."""
+    try:
+        from triptyque.targets.edge import EdgeTarget
+    except ImportError:
+        return None
+    return EdgeHooks(target, reboot) if isinstance(target, EdgeTarget) else None
