@@ -178,8 +178,9 @@ def resume(reason: ReasonOption, target: TargetOption = "local", spec: SpecOptio
     """Release the kill switch on every gateway of the target."""
     try:
         deployment, who = _target(target, spec, state_dir, inventory), operator or _default_operator()
-        with _recorded(state_dir, "resume", deployment, operator=who, reason=reason) as record:
-            reports = record["reports"] = deployment.resume(who, reason)
+        with _recorded(state_dir, "resume", deployment, operator=who, reason=reason) as record, \
+                spinner() as progress:
+            reports = record["reports"] = deployment.resume(who, reason, progress)
     except TriptyqueError as exc:
         raise fail(exc) from None
     ok = _reports(reports, f"kill switch released on {target}") and not any(r.engaged for r in reports)
@@ -384,6 +385,36 @@ def preview(
     except TriptyqueError as exc:
         raise fail(exc) from None
     console.print(f"[bold]{target}[/]: {summary}")
+
+
+@app.command()
+def bundle(
+    spec: SpecOption = DEFAULT_SPEC,
+    state_dir: StateOption = DEFAULT_STATE,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", envvar="TRIPTYQUE_BUNDLE",
+        help="Bundle folder (default: STATE_DIR/edge/bundle, where `up edge` looks).")] = None,
+    device: Annotated[list[str] | None, typer.Option(
+        "--device", help="Engine build to include, cpu or gpu; repeat for both "
+                         "(default: gpu when the spec asks for GPUs, else cpu).")] = None,
+) -> None:
+    """Build the offline bundle for edge nodes: wheels, model files, checksums."""
+    from triptyque.edge.bundle import build_for_spec
+
+    try:
+        bad = [d for d in device or [] if d not in ("cpu", "gpu")]
+        if bad:
+            raise TargetError(f"--device {bad[0]}: use cpu or gpu")
+        resolved = load_spec(spec, target="edge")
+        folder = output or state_dir / "edge" / "bundle"
+        with spinner() as progress:
+            manifest = build_for_spec(resolved, folder, progress=progress,
+                                      devices=tuple(device) if device else None)  # type: ignore[arg-type]
+    except TriptyqueError as exc:
+        raise fail(exc) from None
+    console.print(f"[bold green]bundle {manifest.id}[/] in {folder}")
+    for c in manifest.components.values():
+        console.print(f"  {c.id:<32} {c.files:>4} files {c.bytes / 1e6:9.1f} MB  sha256 {c.sha256[:16]}")
 
 
 def main() -> None:  # the `triptyque` console script

@@ -38,6 +38,8 @@ DEBIAN_MIRROR = os.environ.get("TRIPTYQUE_DEBIAN_MIRROR", "http://deb.debian.org
 # What an edge node is expected to have before triptyque touches it: an init, sshd
 # and Python for Ansible. Everything else comes from the bundle.
 BASE_PACKAGES = ("systemd-sysv", "dbus", "openssh-server", "python3")
+# Installed but inactive, as on many Debian servers; Fleet(firewalled=...) turns it on.
+FIREWALL_PACKAGE = "ufw"
 HOST_PACKAGES = {  # command -> Debian package that provides it
     "debootstrap": "debootstrap",
     "systemd-nspawn": "systemd-container",
@@ -74,7 +76,8 @@ def ensure_host_packages() -> list[str]:
 
 def base_image(cache_dir: Path) -> Path:
     """The debootstrapped root filesystem, built once and reused while its recipe holds."""
-    recipe = json.dumps([DEBIAN_SUITE, DEBIAN_MIRROR, sorted(BASE_PACKAGES), 1])
+    packages = sorted({*BASE_PACKAGES, FIREWALL_PACKAGE})
+    recipe = json.dumps([DEBIAN_SUITE, DEBIAN_MIRROR, packages, 1])
     key = hashlib.sha256(recipe.encode()).hexdigest()[:12]
     home = cache_dir / "fleet" / f"base-{DEBIAN_SUITE}-{key}"
     rootfs = home / "rootfs"
@@ -87,7 +90,7 @@ def base_image(cache_dir: Path) -> Path:
             return rootfs
         staging = home / "rootfs.partial"
         shutil.rmtree(staging, ignore_errors=True)
-        _run("debootstrap", "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}",
+        _run("debootstrap", "--variant=minbase", f"--include={','.join(packages)}",
              DEBIAN_SUITE, str(staging), DEBIAN_MIRROR, timeout=900)
         _prepare_base(staging)
         shutil.rmtree(rootfs, ignore_errors=True)
@@ -136,8 +139,10 @@ class FleetState:
 class Fleet:
     """``with Fleet(2) as fleet:`` boots two nodes and removes every trace on exit."""
 
-    def __init__(self, size: int, *, cache_dir: Path, boot_timeout: float = 60.0) -> None:
+    def __init__(self, size: int, *, cache_dir: Path, boot_timeout: float = 60.0,
+                 firewalled: tuple[int, ...] = ()) -> None:
         self.size = size
+        self.firewalled = firewalled
         self.cache_dir = cache_dir
         self.boot_timeout = boot_timeout
         self.run_id = secrets.token_hex(3)
@@ -145,6 +150,7 @@ class Fleet:
         self.state = FleetState(self.run_id, os.getpid())
         self.key = self.run_dir / "id_ed25519"
         self._stopped = False
+        self._processes: list[subprocess.Popen[bytes]] = []
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -172,6 +178,8 @@ class Fleet:
                 self._boot(index, octet, base)
             for node in self.state.nodes:
                 self._wait_for_ssh(node)
+                if node.index in self.firewalled:
+                    self.ssh(node, "ufw allow 22/tcp && ufw --force enable")
         except BaseException:
             self.stop()
             raise
@@ -204,13 +212,16 @@ class Fleet:
         self._personalise(node)
         console = open(work / "console.log", "wb")  # noqa: SIM115  # lives as long as the node
         process = subprocess.Popen(
+            # CAP_NET_ADMIN acts only inside the node's own network namespace (its firewall).
             ["systemd-nspawn", "--boot", "--register=no", "--keep-unit", "--quiet",
+             "--capability=CAP_NET_ADMIN",
              f"--directory={node.root}", f"--machine={node.machine}",
              f"--network-namespace-path=/run/netns/{node.netns}", "--console=passive"],
             stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         console.close()
+        self._processes.append(process)
         node.pid = process.pid
         self._save()
 
@@ -238,6 +249,9 @@ class Fleet:
             return
         self._stopped = True
         teardown(self.state)
+        for process in self._processes:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=5)
         shutil.rmtree(self.run_dir, ignore_errors=True)
 
     def _save(self) -> None:
@@ -303,9 +317,8 @@ def teardown(state: FleetState) -> None:
     for node in reversed(state.nodes):
         if node.pid:
             _stop_container(node.pid)
-        if node.mounted:
-            if _run("umount", str(node.root), check=False).returncode != 0:
-                _run("umount", "--lazy", str(node.root), check=False)
+        if node.mounted and _run("umount", str(node.root), check=False).returncode != 0:
+            _run("umount", "--lazy", str(node.root), check=False)
         _run("ip", "link", "del", node.host_link, check=False)
         _run("ip", "netns", "del", node.netns, check=False)
         shutil.rmtree(node.workdir, ignore_errors=True)
@@ -391,3 +404,26 @@ def port_open(address: str, port: int, timeout: float = 1.0) -> bool:
 def fleet(size: int, cache_dir: Path) -> Iterator[Fleet]:
     with Fleet(size, cache_dir=cache_dir) as running:
         yield running
+
+
+def main() -> None:
+    """Keep a fleet up by hand: python -m tests.edge.fleet --nodes 2 --inventory inv.yml."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m tests.edge.fleet")
+    parser.add_argument("--nodes", type=int, default=2)
+    parser.add_argument("--inventory", type=Path, required=True)
+    parser.add_argument("--firewalled", type=int, nargs="*", default=[1])
+    parser.add_argument("--cache", type=Path, default=Path(".cache/triptyque"))
+    args = parser.parse_args()
+    with Fleet(args.nodes, cache_dir=args.cache, firewalled=tuple(args.firewalled)) as running:
+        running.write_inventory(args.inventory)
+        print(f"fleet {running.run_id} up; inventory {args.inventory}; Ctrl-C or SIGTERM stops it",
+              flush=True)
+        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        with contextlib.suppress(KeyboardInterrupt):
+            signal.pause()
+
+
+if __name__ == "__main__":
+    main()

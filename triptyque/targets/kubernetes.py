@@ -342,7 +342,7 @@ class KubernetesTarget(_PulumiStack):
             reports.append(self._scale_engine(0))
         return reports
 
-    def resume(self, operator: str, reason: str) -> list[NodeReport]:
+    def resume(self, operator: str, reason: str, progress: Progress | None = None) -> list[NodeReport]:
         started = time.perf_counter()
         engine = self._scale_engine(1)
         asyncio.run(self._decide("resume", operator, reason))
@@ -394,6 +394,6 @@ class CloudVmTarget(_PulumiStack):
         reports: list[NodeReport] = self._edge().kill(operator, reason, hard=hard)
         return reports
 
-    def resume(self, operator: str, reason: str) -> list[NodeReport]:
+    def resume(self, operator: str, reason: str, progress: Progress | None = None) -> list[NodeReport]:
         reports: list[NodeReport] = self._edge().resume(operator, reason)
         return reports

