@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
+import os
 import secrets
+from pathlib import Path
 
 PREFIX = "tq-"
 
@@ -30,3 +33,25 @@ def match_key(presented: str, hashes: dict[str, str]) -> str | None:
         if hmac.compare_digest(digest, expected):
             found = name
     return found
+
+
+def deployment_secrets(root: Path, *, create: bool, missing: str) -> dict[str, str]:
+    """A deployment's {"api_key", "admin_key"} in ``root/secrets.json`` (mode 600).
+
+    Generated on first use when ``create``; otherwise a missing file raises TargetError
+    with ``missing`` (what to run first). The keys are never printed or logged.
+    """
+    from triptyque.errors import TargetError
+
+    path = root / "secrets.json"
+    if path.exists():
+        loaded: dict[str, str] = json.loads(path.read_text())
+        return loaded
+    if not create:
+        raise TargetError(missing)
+    root.mkdir(parents=True, exist_ok=True)
+    values = {"api_key": generate_key(), "admin_key": generate_key()}
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(values, handle)
+    return values

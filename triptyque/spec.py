@@ -14,7 +14,6 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -26,6 +25,7 @@ from pydantic import (
 )
 
 from triptyque.errors import SpecError
+from triptyque.yamlfile import read_yaml
 
 TargetName = Literal["local", "edge", "onprem", "cloud"]
 TARGETS: tuple[TargetName, ...] = ("local", "edge", "onprem", "cloud")
@@ -198,19 +198,7 @@ def _problems(error: ValidationError, path: Path, where: str) -> list[str]:
 
 def read_raw(path: Path) -> dict[str, Any]:
     """Parse the YAML file; a missing file or bad YAML is a SpecError naming the line."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError([f"{path}: file not found (pass --spec PATH)"]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError([f"{path}: cannot read: {exc}"]) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f"line {mark.line + 1}: " if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise SpecError([f"{path}: {line}invalid YAML: {problem}"]) from None
+    data = read_yaml(path, SpecError, "--spec")
     if not isinstance(data, dict):
         raise SpecError([f"{path}: the spec must be a YAML mapping, got {type(data).__name__}"])
     return data

@@ -10,11 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from triptyque.burden.errors import BurdenError
 from triptyque.burden.figures import Figures, Override
+from triptyque.yamlfile import read_yaml
 
 GpuType = Literal["L4", "L40S", "H100-PCIe", "H100-SXM"]
 BuyApi = Literal["scaleway-mistral-small-3.2", "scaleway-llama-3.3-70b", "ovh-gpt-oss-20b"]
@@ -159,16 +159,5 @@ def parse_scenario(raw: Any, path: Path, figures: Figures) -> tuple[Scenario, Fi
 
 
 def load_scenario(path: Path, figures: Figures) -> tuple[Scenario, Figures]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise BurdenError([f"{path}: file not found (pass --scenario PATH)"]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BurdenError([f"{path}: cannot read: {exc}"]) from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f"line {mark.line + 1}: " if mark is not None else ""
-        raise BurdenError([f"{path}: {line}invalid YAML: {getattr(exc, 'problem', None) or exc}"]) from None
+    raw = read_yaml(path, BurdenError, "--scenario")
     return parse_scenario(raw, path, figures)

@@ -34,7 +34,7 @@ from triptyque.edge.inventory import EdgeNode, read_inventory
 from triptyque.edge.render import render_vars
 from triptyque.edge.runner import RunSummary, ansible_tool, require_success, run_playbook
 from triptyque.errors import TargetError
-from triptyque.keys import generate_key, hash_key
+from triptyque.keys import deployment_secrets, hash_key
 from triptyque.spec import ServiceSpec
 from triptyque.targets.base import Endpoint, NodeReport, Progress, admin_fleet, status_fleet
 
@@ -70,19 +70,9 @@ class EdgeTarget:
 
     def secrets(self, create: bool = False) -> dict[str, str]:
         """{"api_key": ..., "admin_key": ...}, generated on first use, readable by the owner only."""
-        path = self.root / "secrets.json"
-        if path.exists():
-            loaded: dict[str, str] = json.loads(path.read_text())
-            return loaded
-        if not create:
-            raise TargetError(f"no edge deployment in {self.root}: run "
-                              "`triptyque up edge --inventory FILE` first")
-        self.root.mkdir(parents=True, exist_ok=True)
-        values = {"api_key": generate_key(), "admin_key": generate_key()}
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(values, handle)
-        return values
+        return deployment_secrets(self.root, create=create,
+                                  missing=f"no edge deployment in {self.root}: run "
+                                          "`triptyque up edge --inventory FILE` first")
 
     def admin_key(self) -> str:
         return os.environ.get("TRIPTYQUE_ADMIN_KEY") or self.secrets()["admin_key"]

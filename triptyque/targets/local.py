@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import json
 import os
 import shutil
 import sys
@@ -27,7 +26,7 @@ import httpx
 from triptyque.engine import engine_args
 from triptyque.errors import MissingToolError, TargetError
 from triptyque.gateway.settings import settings_from_spec
-from triptyque.keys import generate_key, hash_key
+from triptyque.keys import deployment_secrets, hash_key
 from triptyque.monitoring.local import render as render_monitoring
 from triptyque.spec import ServiceSpec
 from triptyque.targets.base import Endpoint, NodeReport, Progress, admin_fleet, status_fleet
@@ -92,18 +91,8 @@ class LocalTarget:
 
     def secrets(self, create: bool = False) -> dict[str, str]:
         """{"api_key": ..., "admin_key": ...}, generated on first use, readable by the owner only."""
-        path = self.root / "secrets.json"
-        if path.exists():
-            loaded: dict[str, str] = json.loads(path.read_text())
-            return loaded
-        if not create:
-            raise TargetError(f"no local deployment in {self.root}: run `triptyque up local` first")
-        self.root.mkdir(parents=True, exist_ok=True)
-        values = {"api_key": generate_key(), "admin_key": generate_key()}
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(values, handle)
-        return values
+        return deployment_secrets(self.root, create=create,
+                                  missing=f"no local deployment in {self.root}: run `triptyque up local` first")
 
     # ---- up ------------------------------------------------------------------------------
 
