@@ -39,7 +39,7 @@ lock:  ## re-resolve every pinned dependency from pyproject.toml into requiremen
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
 	.venv-lock/bin/pip install -q -e '.[cpu,dev,k8s,edge,monitoring,bench,burden]'
 	.venv-lock/bin/pip uninstall -q -y torchvision torchaudio torchcodec || true
-	.venv-lock/bin/pip freeze --exclude-editable | grep -v '^triptyque' > requirements.lock
+	.venv-lock/bin/pip freeze --all --exclude-editable | grep -v -e '^triptyque' -e '^pip==' > requirements.lock
 	rm -rf .venv-lock
 
 clean:
