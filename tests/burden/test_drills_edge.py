@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from triptyque.burden.commands import run_drills
-from triptyque.burden.drills import DrillResult
+from triptyque.burden.drills import DrillResult, run_drill
+from triptyque.burden.edge_hooks import EdgeHooks
 from triptyque.burden.ledger import Entry, Ledger
 from triptyque.spec import DEFAULT_SPEC, load_spec
 
@@ -22,7 +22,7 @@ from .conftest import ROOT
 
 pytestmark = [pytest.mark.fleet, pytest.mark.e2e]
 CACHE = Path(os.environ.get("TRIPTYQUE_CACHE", ROOT / ".cache" / "triptyque"))
-DRILLS = ["deploy", "redeploy", "kill-soft", "kill-hard", "engine-crash", "upgrade", "rollback"]
+DRILLS = ["deploy", "redeploy", "kill-soft", "kill-hard", "engine-crash", "upgrade", "rollback", "node-reboot"]
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,8 @@ def drilled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str
         target = EdgeTarget(spec, state / "edge", inventory, bundle_dir=state / "bundle", cache_dir=CACHE)
         target.build_bundle(lambda _m: None)
         ledger = Ledger(state / "ledger.sqlite")
-        results = run_drills(target, DRILLS, ledger=ledger, operator="ci", progress=print)
+        hooks = EdgeHooks(target, reboot=fleet.reboot)
+        results = [run_drill(name, target, hooks, ledger=ledger, operator="ci", progress=print) for name in DRILLS]
         yield {r.drill: r for r in results}, ledger
 
 
@@ -94,3 +95,11 @@ def test_an_edge_upgrade_and_its_rollback_each_restart_the_engine_once(
         change = entry(drilled[1], name)
         assert change.metrics["outage_seconds"] > 0
         assert change.metrics["time_to_serve_seconds"] < 600
+
+
+def test_a_rebooted_edge_node_serves_again_without_a_human_step(
+    drilled: tuple[dict[str, DrillResult], Ledger]
+) -> None:
+    reboot = entry(drilled[1], "node-reboot")
+    assert [s["actor"] for s in reboot.steps] == ["automation"]
+    assert 0 < reboot.metrics["time_to_serve_again_seconds"] < 600

@@ -210,7 +210,11 @@ class Fleet:
         _run("ip", "-n", node.netns, "link", "set", "host0", "up")
         _run("ip", "-n", node.netns, "link", "set", "lo", "up")
         self._personalise(node)
-        console = open(work / "console.log", "wb")  # noqa: SIM115  # lives as long as the node
+        self._spawn(node)
+
+    def _spawn(self, node: Node) -> None:
+        """Boot the node's systemd in its overlay and network namespace (both outlive a reboot)."""
+        console = open(Path(node.workdir) / "console.log", "ab")  # noqa: SIM115  # lives as long as the node
         process = subprocess.Popen(
             # CAP_NET_ADMIN acts only inside the node's own network namespace (its firewall).
             ["systemd-nspawn", "--boot", "--register=no", "--keep-unit", "--quiet",
@@ -224,6 +228,15 @@ class Fleet:
         self._processes.append(process)
         node.pid = process.pid
         self._save()
+
+    def reboot(self, name: str) -> str:
+        """Power-cycle one node: an orderly poweroff of its systemd, then a fresh boot on the
+        same disk and address; returns once SSH answers again (the drill times the service)."""
+        node = next(n for n in self.state.nodes if n.name == name)
+        _stop_container(node.pid)
+        self._spawn(node)
+        self._wait_for_ssh(node)
+        return f"systemd-nspawn poweroff and boot of {name}"
 
     def _personalise(self, node: Node) -> None:
         root = node.root
