@@ -26,7 +26,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bench import killswitch, overhead, overload
+from bench import edge_fleet, killswitch, overhead, overload
 from bench.client import percentile
 from bench.procs import PortPool, Processes, baseline_tree, gateway_settings
 from bench.report import Row, table
@@ -76,23 +76,12 @@ def bench_killswitch(procs: Processes, fleet: int, cycles: int) -> list[Row]:
     for port in ports:
         procs.gateway(gateway_settings(port, engine, procs.workdir / f"kill-state-{port}"),
                       f"kill-gateway-{port}")
+    gateways = [killswitch.loopback(port) for port in ports]
     out: list[Row] = []
-    for label, members, limit in (("kill switch, 1 gateway", ports[:1], 0.1),
-                                  (f"kill switch, {fleet} gateways on loopback", ports, 1.0)):
+    for label, members, limit in (("kill switch, 1 gateway", gateways[:1], 0.1),
+                                  (f"kill switch, {fleet} gateways on loopback", gateways, 1.0)):
         runs = [_run(killswitch.cycle(members, streams=8 if len(members) == 1 else 4)) for _ in range(cycles)]
-        refused = [max(c.first_refused) * 1000 for c in runs]
-        cut = [max(c.last_cut) * 1000 for c in runs]
-        uncut = sum(c.uncut for c in runs)
-        target = f"< {limit * 1000:.0f} ms (worst of {cycles})"
-        out.append(Row(label, "to first refused request, median", float("nan"), statistics.median(refused),
-                       "ms", None, target, max(refused) < limit * 1000))
-        out.append(Row(label, "to first refused request, worst", float("nan"), max(refused), "ms", None,
-                       target, max(refused) < limit * 1000))
-        out.append(Row(label, "to last in-flight stream cut, worst", float("nan"), max(cut), "ms", None,
-                       target, max(cut) < limit * 1000 and uncut == 0))
-        acked = [max(c.acknowledged) * 1000 for c in runs]
-        out.append(Row(label, "POST /admin/kill round trip (persisted), worst", float("nan"), max(acked),
-                       "ms", None, "reported", None))
+        out += killswitch.rows(label, runs, limit)
     for port in ports:
         procs.stop(f"kill-gateway-{port}")
     procs.stop("kill-engine")
@@ -100,18 +89,34 @@ def bench_killswitch(procs: Processes, fleet: int, cycles: int) -> list[Row]:
 
 
 def bench_overload(procs: Processes, seconds: float) -> list[Row]:
+    """Three runs: the target one with the gateway on a CPU of its own (CPU 0) and the load
+    generator and the engine on the other, as when clients come from other machines; then,
+    reported only, clients that retry at once, and everything sharing both CPUs."""
     limit = 16
-    engine, port = PORTS.take(), PORTS.take()
-    procs.fake_engine(engine, "slow-engine", first_byte_delay=overload.ENGINE_DELAY)
-    gateway = procs.gateway(gateway_settings(port, engine, procs.workdir / "overload-state",
-                                             max_concurrent_requests=limit), "overload-gateway")
     out: list[Row] = []
-    for backoff, how in ((0.1, "429 -> wait 100 ms"), (0.0, "429 -> retry at once")):
-        result = _run(overload.overload(port, gateway.pid, limit, seconds, backoff))
-        out += _overload_rows(result, f"overload x10 ({limit * 10} clients, {how})", limit,
-                              gated=backoff > 0)
-    procs.stop("overload-gateway")
-    procs.stop("slow-engine")
+    for backoff, how, isolated in ((0.1, "429 -> wait 100 ms", True), (0.0, "429 -> retry at once", True),
+                                   (0.1, "429 -> wait 100 ms, all on 2 shared CPUs", False)):
+        engine, port = PORTS.take(), PORTS.take()
+        saved = dict(procs.pinned)
+        mine = os.sched_getaffinity(0)
+        if isolated:
+            procs.pinned.update({"overload": {0}, "slow": {1}})
+            os.sched_setaffinity(0, {1})
+        try:
+            procs.fake_engine(engine, "slow-engine", first_byte_delay=overload.ENGINE_DELAY)
+            gateway = procs.gateway(gateway_settings(port, engine, procs.workdir / "overload-state",
+                                                     max_concurrent_requests=limit), "overload-gateway")
+            result = _run(overload.overload(port, gateway.pid, limit, seconds, backoff))
+        finally:
+            procs.pinned.clear()
+            procs.pinned.update(saved)
+            os.sched_setaffinity(0, mine)
+            procs.stop("overload-gateway")
+            procs.stop("slow-engine")
+        where = "gateway on its own CPU" if isolated else "shared CPUs"
+        out += _overload_rows(result, f"overload x10 ({limit * 10} clients, {how}; {where})"
+                              if isolated else f"overload x10 ({limit * 10} clients, {how})", limit,
+                              gated=backoff > 0 and isolated)
     return out
 
 
@@ -149,18 +154,20 @@ def _overload_rows(result: overload.Overload, label: str, limit: int, gated: boo
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--only", choices=["overhead", "killswitch", "overload"], action="append",
+    parser.add_argument("--only", choices=["overhead", "killswitch", "edge-fleet", "overload"], action="append",
                         help="run only these parts (repeatable)")
     parser.add_argument("--no-vllm", action="store_true", help="skip the real engine (about 40 s to start)")
     parser.add_argument("--baseline", metavar="COMMIT", help="also measure the gateway as of COMMIT")
     parser.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run, noisy)")
     parser.add_argument("--fleet", type=int, default=8, help="gateways for the fleet kill timing")
+    parser.add_argument("--edge-nodes", type=int, default=2,
+                        help="nodes of the edge test fleet for its kill timing (needs root; 0: skip)")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     parser.add_argument("--pin", action="store_true",
                         help="vLLM on CPU 1 only, gateways on CPU 0 only (the gateway gets a core of "
                              "its own, as in its own container; the engine is pinned in both runs)")
     args = parser.parse_args(argv)
-    parts = args.only or ["overhead", "killswitch", "overload"]
+    parts = args.only or ["overhead", "killswitch", "edge-fleet", "overload"]
     quick = args.quick
     workdir = Path(tempfile.mkdtemp(prefix="triptyque-bench-"))
     started = datetime.datetime.now(datetime.UTC)
@@ -178,6 +185,9 @@ def main(argv: list[str] | None = None) -> int:
                 rows += bench_overhead(procs, "vllm", real, baseline)
         if "killswitch" in parts:
             rows += bench_killswitch(procs, args.fleet, cycles=3 if quick else 10)
+        if "edge-fleet" in parts and args.edge_nodes > 0:
+            rows += edge_fleet.bench(args.edge_nodes, cycles=3 if quick else 10, workdir=procs.workdir,
+                                     run=_run)
         if "overload" in parts:
             rows += bench_overload(procs, seconds=2.0 if quick else 5.0)
     load = os.getloadavg()

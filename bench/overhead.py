@@ -1,8 +1,11 @@
 """Gateway overhead: the same load sent to the engine directly and through the gateway.
 
-Rounds alternate the sides (direct, gateway, ...; order rotated each round) so that
-drift on a shared machine hits both; each metric is pooled (latencies) or the median
-of the rounds (throughput). Workloads, all ``/v1/chat/completions`` with 16 tokens:
+Drift on a shared machine (and the CPU engine's own swings) must hit both sides
+alike, so the single-client workloads interleave the sides request by request
+(direct, gateway, gateway, direct, ...: each side goes first half the time) and
+the throughput windows alternate sides, order rotated each round. Each metric is
+pooled (latencies) or the median of the rounds (throughput). Workloads, all
+``/v1/chat/completions`` with 16 tokens:
 
 - latency: one client, one request at a time, JSON answer: median and p99 added;
 - TTFT: one client, streamed answer: median time to the first token event;
@@ -13,10 +16,11 @@ of the rounds (throughput). Workloads, all ``/v1/chat/completions`` with 16 toke
 
 from __future__ import annotations
 
+import asyncio
 import math
 from dataclasses import dataclass, field
 
-from bench.client import build_request, closed_loop, median, percentile
+from bench.client import Connection, Run, build_request, closed_loop, median, percentile
 from bench.procs import API_KEY, cpu_seconds
 from bench.report import Row
 
@@ -45,33 +49,56 @@ class Load:
     concurrency: int = 16
 
 
+async def interleaved(sides: list[Side], requests: dict[str, bytes], count: int) -> dict[str, Run]:
+    """One client per side, one request at a time, alternating sides request by request."""
+    connections = {side.label: Connection(side.port) for side in sides}
+    runs = {side.label: Run() for side in sides}
+    try:
+        for side in sides:  # warm up: connection opened, first request paid
+            await connections[side.label].send(requests[side.label])
+        for number in range(count):
+            shift = number % len(sides)
+            for side in sides[shift:] + sides[:shift]:
+                try:
+                    runs[side.label].samples.append(await connections[side.label].send(requests[side.label]))
+                except (OSError, asyncio.IncompleteReadError, ValueError):
+                    runs[side.label].errors += 1
+                    await connections[side.label].close()
+    finally:
+        for conn in connections.values():
+            await conn.close()
+    return runs
+
+
 async def measure(sides: list[Side], load: Load) -> None:
     headers = {"authorization": f"Bearer {API_KEY}"}
+    plain = {s.label: build_request("POST", "/v1/chat/completions", s.port, CHAT, headers) for s in sides}
+    streamed = {s.label: build_request("POST", "/v1/chat/completions", s.port, CHAT | {"stream": True},
+                                       headers) for s in sides}
     for round_number in range(load.rounds):
-        shift = round_number % len(sides)
-        for side in sides[shift:] + sides[:shift]:
-            plain = build_request("POST", "/v1/chat/completions", side.port, CHAT, headers)
-            streamed = build_request("POST", "/v1/chat/completions", side.port, CHAT | {"stream": True},
-                                     headers)
-            one = await closed_loop(side.port, plain, concurrency=1, requests=load.latency_requests,
-                                    warmup=1)
+        ones = await interleaved(sides, plain, load.latency_requests)
+        ttfts = await interleaved(sides, streamed, load.latency_requests)
+        for side in sides:
+            one, ttft = ones[side.label], ttfts[side.label]
             side.latencies += one.latencies()
-            ttft = await closed_loop(side.port, streamed, concurrency=1, requests=load.latency_requests,
-                                     warmup=1)
             side.ttfts += ttft.ttfts()
             side.stream_latencies += ttft.latencies()
+            side.failures += sum(n for status, n in (one.by_status() | ttft.by_status()).items() if status != 200)
+            side.failures += one.errors + ttft.errors
+        shift = round_number % len(sides)
+        for side in sides[shift:] + sides[:shift]:
             cpu_before = cpu_seconds(side.pid) if side.pid else 0.0
-            many = await closed_loop(side.port, plain, concurrency=load.concurrency,
+            many = await closed_loop(side.port, plain[side.label], concurrency=load.concurrency,
                                      duration=load.throughput_seconds, warmup=load.concurrency)
             if side.pid and many.samples:
                 side.cpu_per_request.append((cpu_seconds(side.pid) - cpu_before) / len(many.samples))
             side.throughputs.append(many.throughput())
-            many_streams = await closed_loop(side.port, streamed, concurrency=load.concurrency,
+            many_streams = await closed_loop(side.port, streamed[side.label], concurrency=load.concurrency,
                                              duration=load.throughput_seconds, warmup=load.concurrency)
             side.stream_throughputs.append(many_streams.throughput())
-            side.failures += sum(n for status, n in (one.by_status() | ttft.by_status()
-                                                     | many.by_status()).items() if status != 200)
-            side.failures += one.errors + ttft.errors + many.errors + many_streams.errors
+            side.failures += sum(n for status, n in (many.by_status() | many_streams.by_status()).items()
+                                 if status != 200)
+            side.failures += many.errors + many_streams.errors
 
 
 def rows(engine: str, direct: Side, gateway: Side, *, gateway_bound: bool) -> list[Row]:

@@ -102,6 +102,8 @@ class Limits(_Strict):
     connect_timeout_seconds: float = Field(gt=0, le=60)
     first_byte_timeout_seconds: float = Field(gt=0, le=3600)
     idle_timeout_seconds: float = Field(gt=0, le=3600)
+    # From a connection's first byte to the end of its request headers (slowloris).
+    header_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
 
 
 class Gateway(_Strict):

@@ -391,7 +391,7 @@ def _is_nspawn(pid: int) -> bool:
 
 def reap_stale() -> list[str]:
     """Tear down fleets whose owning process died without cleaning up."""
-    reaped = []
+    reaped: list[str] = []
     if not RUN_ROOT.is_dir():
         return reaped
     for state_file in RUN_ROOT.glob("*/fleet.json"):

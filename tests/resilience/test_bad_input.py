@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from bench.procs import API_KEY
-from tests.resilience.conftest import CHAT, raw_exchange, status_and_json
+from tests.resilience.conftest import CHAT, raw_exchange, read_response, status_and_json
 
 AUTH = f"authorization: Bearer {API_KEY}\r\n".encode()
 
@@ -131,36 +131,74 @@ def test_a_client_that_trickles_its_body_is_timed_out_and_frees_its_slot(serve: 
         with gateway.client() as client:
             while_held = client.post("/v1/chat/completions", json=CHAT)
         started = time.monotonic()
-        answer = slow.recv(65536)
+        answer = read_response(slow)
         waited = time.monotonic() - started
     status, payload = status_and_json(answer)
-    assert while_held.status_code == 429
-    assert (status, payload["error"]["code"]) == (408, "body_timeout")
+    assert while_held.status_code == 429, answer
+    assert (status, payload.get("error", {}).get("code")) == (408, "body_timeout"), answer
     assert waited < 3
     assert_still_serving(gateway)
 
 
-def test_slowloris_connections_do_not_starve_other_clients(gateway: Any) -> None:
-    """Many clients sending their headers a byte at a time; a normal client is still served at once.
-
-    uvicorn sets no deadline for a request's headers (only for idle keep-alive), so these
-    connections stay open as long as the client trickles; what must hold is that they
-    cost the others nothing. (A deadline for headers belongs to the proxy or load
-    balancer in front of a public gateway.)
+def test_slowloris_connections_do_not_starve_other_clients_and_are_cut_at_the_header_deadline(
+    serve: Any
+) -> None:
+    """Many clients sending their headers a line at a time: a normal client is still served at
+    once, and each trickler gets a 408 ``header_timeout`` and a closed connection once its
+    headers have taken longer than ``header_timeout_seconds`` (uvicorn alone has no such deadline).
     """
+    gateway = serve(header_timeout_seconds=3.0)
     slow = []
     try:
+        opened = time.monotonic()
         for _ in range(200):
             sock = socket.create_connection(("127.0.0.1", gateway.port), timeout=5)
             sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\n")
             slow.append(sock)
-        for round_number in range(3):
+        for round_number in range(2):
             for sock in slow:
                 sock.sendall(b"x-drip-%d: 1\r\n" % round_number)
             started = time.monotonic()
             assert_still_serving(gateway)
             assert time.monotonic() - started < 1.0
+        answers = [read_response(sock) for sock in slow]
+        waited = time.monotonic() - opened
+        closed = [sock.recv(1) for sock in slow]
     finally:
         for sock in slow:
             sock.close()
+    assert {status_and_json(a)[0] for a in answers} == {408}
+    assert {status_and_json(a)[1]["error"]["code"] for a in answers} == {"header_timeout"}
+    assert closed == [b""] * len(slow)
+    assert 3.0 <= waited < 8
     assert httpx.get(f"{gateway.url}/healthz", timeout=5).status_code == 200
+    assert "header_timeout" in gateway.log
+
+
+def test_the_header_deadline_also_holds_on_a_kept_alive_connection_and_for_a_silent_one(serve: Any) -> None:
+    gateway = serve(header_timeout_seconds=1.0)
+    get = b"GET /v1/models HTTP/1.1\r\nhost: gw\r\n" + AUTH + b"\r\n"
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=5) as kept, \
+            socket.create_connection(("127.0.0.1", gateway.port), timeout=5) as silent:
+        kept.sendall(get)
+        first = read_response(kept)
+        kept.sendall(get[:20])  # the next request starts, then stalls mid-headers
+        started = time.monotonic()
+        second = read_response(kept)
+        waited = time.monotonic() - started
+        quiet = read_response(silent)  # connected, never sent a byte
+    assert first.startswith(b"HTTP/1.1 200")
+    assert status_and_json(second)[0] == 408 and 0.9 <= waited < 3
+    assert status_and_json(quiet)[0] == 408
+    assert_still_serving(gateway)
+
+
+def test_a_client_that_sends_its_headers_in_time_is_not_cut_while_its_answer_is_slow(serve: Any) -> None:
+    """The header deadline ends with the headers: a request whose answer takes longer is served."""
+    gateway = serve(header_timeout_seconds=0.5)
+    body = json.dumps(CHAT).encode()
+    request = post(b"/v1/chat/completions", body, extra=b"x-fake-first-byte-delay: 1.2\r\n")
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as sock:
+        sock.sendall(request)
+        got, payload = status_and_json(read_response(sock))
+    assert got == 200, payload

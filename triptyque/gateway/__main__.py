@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from triptyque.gateway import logs
 from triptyque.gateway.app import create_app
+from triptyque.gateway.server import header_deadline_protocol
 from triptyque.gateway.settings import GatewaySettings
 
 
@@ -32,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     uvicorn.run(
         create_app(settings), host=settings.host, port=settings.port, log_config=None,
         access_log=False, timeout_graceful_shutdown=5, server_header=False,
+        http=header_deadline_protocol(settings.limits.header_timeout_seconds),
     )
     return 0
 
