@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
+import random
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -67,7 +69,7 @@ def loopback(port: int) -> Gateway:
 @dataclass
 class Cycle:
     first_refused: list[float] = field(default_factory=list)  # per gateway, seconds after the command
-    last_cut: list[float] = field(default_factory=list)
+    last_cut: list[float] = field(default_factory=list)  # NaN: no stream was in flight there
     acknowledged: list[float] = field(default_factory=list)
     uncut: int = 0
 
@@ -80,9 +82,13 @@ class _Clock:
 
 
 async def _stream(gateway: Gateway, started: asyncio.Event, cut_at: list[float], clock: _Clock) -> None:
-    """Keep one stream open on ``gateway`` until the kill cuts it (or refuses to open it)."""
+    """Keep one stream open on ``gateway`` until the kill cuts it (or refuses to open it).
+
+    Streams start and restart after a random pause, so that an engine that batches them
+    does not end them all at once and leave nothing in flight at the kill."""
     raw = gateway.stream_request()
     while True:
+        await asyncio.sleep(random.uniform(0, 0.2))
         reader, writer = await asyncio.open_connection(gateway.host, gateway.port)
         try:
             asked = time.perf_counter()
@@ -138,8 +144,7 @@ async def cycle(gateways: list[Gateway], streams: int, admin_key: str = ADMIN_KE
     reports = await admin_fleet(endpoints, admin_key, "kill", "bench", "kill-switch timing")
     clock.acknowledged_at = time.perf_counter()
     assert all(r.reachable and r.engaged for r in reports), reports
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(asyncio.gather(*stream_tasks, return_exceptions=True), 5)
+    await asyncio.wait(stream_tasks, timeout=5)  # unlike wait_for, leaves the stragglers running
     stop.set()
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(asyncio.gather(*probes, return_exceptions=True), 5)
@@ -149,7 +154,7 @@ async def cycle(gateways: list[Gateway], streams: int, admin_key: str = ADMIN_KE
     result = Cycle(acknowledged=[r.seconds for r in reports], uncut=clock.uncut + still_open)
     for g in gateways:
         result.first_refused.append(min(refused[g.name], default=float("inf")) - started)
-        result.last_cut.append(max(cuts[g.name], default=float("inf")) - started)
+        result.last_cut.append(max(cuts[g.name], default=math.nan) - started)
     resumed = await admin_fleet(endpoints, admin_key, "resume", "bench", "kill-switch timing done")
     assert all(r.reachable and r.engaged is False for r in resumed), resumed
     return result
@@ -158,20 +163,23 @@ async def cycle(gateways: list[Gateway], streams: int, admin_key: str = ADMIN_KE
 def rows(label: str, runs: list[Cycle], limit: float) -> list[Row]:
     """The table rows for ``runs`` of one gateway set, against a ``limit`` in seconds."""
     refused = [max(c.first_refused) * 1000 for c in runs]
-    cut = [max(c.last_cut) * 1000 for c in runs]
+    # A cycle where no stream happened to be in flight on some gateway has nothing to time there.
+    cut = [max(t for t in c.last_cut if not math.isnan(t)) * 1000 for c in runs
+           if any(not math.isnan(t) for t in c.last_cut)]
     uncut = sum(c.uncut for c in runs)
     acked = [max(c.acknowledged) * 1000 for c in runs]
     target = f"< {limit * 1000:.0f} ms (worst of {len(runs)})"
     nan = float("nan")
+    cut_ok = bool(cut) and max(cut) < limit * 1000 and uncut == 0
     return [
         Row(label, "to first refused request, median", nan, statistics.median(refused), "ms", None, target,
             max(refused) < limit * 1000),
         Row(label, "to first refused request, worst", nan, max(refused), "ms", None, target,
             max(refused) < limit * 1000),
-        Row(label, "to last in-flight stream cut, median", nan, statistics.median(cut), "ms", None, target,
-            max(cut) < limit * 1000 and uncut == 0),
-        Row(label, "to last in-flight stream cut, worst", nan, max(cut), "ms", None, target,
-            max(cut) < limit * 1000 and uncut == 0),
+        Row(label, "to last in-flight stream cut, median", nan, statistics.median(cut) if cut else nan, "ms",
+            None, target, cut_ok),
+        Row(label, f"to last in-flight stream cut, worst ({len(cut)} cycles with streams in flight)", nan,
+            max(cut, default=nan), "ms", None, target, cut_ok),
         Row(label, "streams not cut", nan, uncut, "", None, "0", uncut == 0),
         Row(label, "POST /admin/kill round trip (persisted), worst", nan, max(acked), "ms", None,
             "reported", None),

@@ -160,7 +160,8 @@ class Processes:
                 "--model", str(ROOT / "serving" / "tiny-model"), "--load-format", "dummy",
                 "--served-model-name", "tiny-llama", "--host", "127.0.0.1", "--port", str(port),
                 "--max-model-len", "256", "--dtype", "float32", "--enforce-eager"]
-        proc = self.spawn(name, argv, env={"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_NO_USAGE_STATS": "1",
+        proc = self.spawn(name, argv, env={"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_OMP_THREADS_BIND": "nobind",
+                                           "VLLM_NO_USAGE_STATS": "1",
                                            "HF_HUB_OFFLINE": "1"})
         wait_http(f"http://127.0.0.1:{port}/health", 300, proc)
         return proc

@@ -51,7 +51,7 @@ def header_deadline_protocol(header_timeout: float,
         _header_timer: asyncio.TimerHandle | None = None
         _armed_for: object = None  # the request cycle in progress when the timer was armed
 
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        def connection_made(self, transport: asyncio.Transport) -> None:
             super().connection_made(transport)
             self._arm()
 
