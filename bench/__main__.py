@@ -1,10 +1,13 @@
 """Run the gateway benchmarks and print one table of ratios: ``python -m bench`` (``make bench``).
 
-Everything runs on loopback, ports 38000-38099, and is stopped at the end:
+Everything runs on this machine (loopback ports 38000-38049, and the edge test fleet's
+veth links) and is stopped at the end:
 
 - overhead against a fast fake engine (the gateway is the bottleneck) and against the
   real vLLM CPU engine (the engine is the bottleneck), side by side in one run;
-- the kill switch on one gateway and on N gateways at once;
+- the kill switch on one gateway (fake engine, then vLLM), on N gateways at once, and
+  on the edge test fleet (``bench/edge_fleet.py``: nspawn nodes converged by the edge
+  target; needs root, skipped with a row saying so otherwise);
 - overload at ten times the concurrency limit.
 
 ``--baseline COMMIT`` adds the gateway as committed at COMMIT (``git archive``) to the
@@ -88,6 +91,19 @@ def bench_killswitch(procs: Processes, fleet: int, cycles: int) -> list[Row]:
     return out
 
 
+def bench_killswitch_vllm(procs: Processes, cycles: int) -> list[Row]:
+    """One gateway in front of the real CPU engine, answering long real streams."""
+    upstream, port = PORTS.take(), PORTS.take()
+    procs.vllm(upstream, "vllm-kill")
+    procs.gateway(gateway_settings(port, upstream, procs.workdir / "kill-vllm-state"), "gateway-kill-vllm")
+    stream = {**killswitch.FAKE_STREAM, "max_tokens": 224, "ignore_eos": True}
+    gateway = killswitch.Gateway("gateway-vllm", "127.0.0.1", port, stream=stream, stream_headers={})
+    runs = [_run(killswitch.cycle([gateway], streams=4)) for _ in range(cycles)]
+    procs.stop("gateway-kill-vllm")
+    procs.stop("vllm-kill")
+    return killswitch.rows(f"kill switch, 1 gateway, vLLM CPU engine ({procs.vllm_bind})", runs, 0.1)
+
+
 def bench_overload(procs: Processes, seconds: float) -> list[Row]:
     """Three runs: the target one with the gateway on a CPU of its own (CPU 0) and the load
     generator and the engine on the other, as when clients come from other machines; then,
@@ -162,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fleet", type=int, default=8, help="gateways for the fleet kill timing")
     parser.add_argument("--edge-nodes", type=int, default=2,
                         help="nodes of the edge test fleet for its kill timing (needs root; 0: skip)")
+    parser.add_argument("--vllm-bind", choices=["nobind", "auto"], default="nobind",
+                        help="vLLM's CPU thread binding (VLLM_CPU_OMP_THREADS_BIND); the targets use nobind")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     parser.add_argument("--pin", action="store_true",
                         help="vLLM on CPU 1 only, gateways on CPU 0 only (the gateway gets a core of "
@@ -173,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.datetime.now(datetime.UTC)
     rows: list[Row] = []
     pinned = {"vllm": {1}, "gateway": {0}, "baseline": {0}} if args.pin else {}
-    with Processes(workdir, pinned=pinned) as procs:
+    with Processes(workdir, pinned=pinned, vllm_bind=args.vllm_bind) as procs:
         baseline = baseline_tree(args.baseline, workdir / "baseline") if args.baseline else None
         if "overhead" in parts:
             fake = overhead.Load(rounds=3 if quick else 6, latency_requests=300 if quick else 1000,
@@ -185,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
                 rows += bench_overhead(procs, "vllm", real, baseline)
         if "killswitch" in parts:
             rows += bench_killswitch(procs, args.fleet, cycles=3 if quick else 10)
+            if not args.no_vllm:
+                rows += bench_killswitch_vllm(procs, cycles=3 if quick else 10)
         if "edge-fleet" in parts and args.edge_nodes > 0:
             rows += edge_fleet.bench(args.edge_nodes, cycles=3 if quick else 10, workdir=procs.workdir,
                                      run=_run)

@@ -79,6 +79,7 @@ class _Clock:
     sent_at: float = float("inf")  # when the kill command went out
     acknowledged_at: float = float("inf")  # when the last gateway answered it
     uncut: int = 0
+    refusals: dict[str, int] = field(default_factory=dict)  # stream opens answered otherwise, by status
 
 
 async def _stream(gateway: Gateway, started: asyncio.Event, cut_at: list[float], clock: _Clock) -> None:
@@ -96,9 +97,12 @@ async def _stream(gateway: Gateway, started: asyncio.Event, cut_at: list[float],
             head = await reader.readuntil(b"\r\n\r\n")
             if head[9:12] != b"200":
                 body = await reader.read(65536)
-                if head[9:12] == b"503" and MARKER in body and asked < clock.sent_at:
-                    cut_at.append(time.perf_counter())  # in flight at the kill, answered 503
-                return  # else refused: the kill was already in force when this stream asked
+                if head[9:12] == b"503" and MARKER in body and clock.sent_at < float("inf"):
+                    if asked < clock.sent_at:
+                        cut_at.append(time.perf_counter())  # in flight at the kill, answered 503
+                    return  # else refused: the kill was already in force when this stream asked
+                clock.refusals[head[9:12].decode()] = clock.refusals.get(head[9:12].decode(), 0) + 1
+                continue  # 429 while the previous cycle's streams drain, say: ask again
             tail = b""
             while True:
                 chunk = await reader.read(65536)
@@ -137,7 +141,12 @@ async def cycle(gateways: list[Gateway], streams: int, admin_key: str = ADMIN_KE
     clock, stop = _Clock(), asyncio.Event()
     stream_tasks = [asyncio.create_task(_stream(g, event, cuts[g.name], clock))
                     for g in gateways for event in begun[g.name]]
-    await asyncio.wait_for(asyncio.gather(*(e.wait() for es in begun.values() for e in es)), 30)
+    try:
+        await asyncio.wait_for(asyncio.gather(*(e.wait() for es in begun.values() for e in es)), 30)
+    except TimeoutError:
+        for task in stream_tasks:
+            task.cancel()
+        raise RuntimeError(f"streams did not start within 30 s; other answers: {clock.refusals}") from None
     probes = [asyncio.create_task(_probe(g, refused[g.name], stop)) for g in gateways for _ in range(2)]
     await asyncio.sleep(0.2)
     started = clock.sent_at = time.perf_counter()

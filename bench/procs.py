@@ -86,6 +86,9 @@ class Processes:
     started: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     # CPUs by the first word of a process's name ("vllm", "gateway", ...), for taskset.
     pinned: dict[str, set[int]] = field(default_factory=dict)
+    # vLLM's CPU thread binding: "nobind" as the local and edge targets run it, or "auto"
+    # (vLLM's default: its worker pinned to a core) to see what that costs the gateway.
+    vllm_bind: str = "nobind"
 
     def __enter__(self) -> Processes:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -160,7 +163,7 @@ class Processes:
                 "--model", str(ROOT / "serving" / "tiny-model"), "--load-format", "dummy",
                 "--served-model-name", "tiny-llama", "--host", "127.0.0.1", "--port", str(port),
                 "--max-model-len", "256", "--dtype", "float32", "--enforce-eager"]
-        proc = self.spawn(name, argv, env={"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_OMP_THREADS_BIND": "nobind",
+        proc = self.spawn(name, argv, env={"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_OMP_THREADS_BIND": self.vllm_bind,
                                            "VLLM_NO_USAGE_STATS": "1",
                                            "HF_HUB_OFFLINE": "1"})
         wait_http(f"http://127.0.0.1:{port}/health", 300, proc)
