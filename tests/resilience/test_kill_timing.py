@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from bench import killswitch
+from tests.resilience.conftest import CHAT
 
 
 def test_a_kill_cycle_cuts_every_open_stream_and_refuses_on_every_gateway(serve: Any) -> None:
@@ -24,12 +27,31 @@ def test_a_kill_cycle_cuts_every_open_stream_and_refuses_on_every_gateway(serve:
     assert all(r.ok is not False for r in rows), rows
 
 
-def test_a_stream_the_gateway_fails_to_cut_is_counted_as_uncut(serve: Any) -> None:
-    """With ``kill_switch.cut_streams: false`` streams outlive the kill: the bench must say so."""
+def draining(serve: Any) -> Any:
+    """A gateway with ``kill_switch.cut_streams: false``: a kill refuses new requests only."""
     gateway = serve()
     gateway.procs.stop("gateway")
     gateway.settings = gateway.settings.model_copy(update={
         "kill_switch": gateway.settings.kill_switch.model_copy(update={"cut_streams": False})})
     gateway.start_gateway()
+    return gateway
+
+
+def test_a_stream_the_gateway_fails_to_cut_is_counted_as_uncut(serve: Any) -> None:
+    """With ``kill_switch.cut_streams: false`` streams outlive the kill: the bench must say so."""
+    gateway = draining(serve)
     result = asyncio.run(killswitch.cycle([killswitch.loopback(gateway.port)], streams=2))
     assert result.uncut == 2
+
+
+def test_without_cut_streams_a_kill_drains_what_is_in_flight_and_refuses_the_rest(serve: Any) -> None:
+    gateway = draining(serve)
+    with ThreadPoolExecutor(1) as pool, gateway.client() as client:
+        slow = pool.submit(client.post, "/v1/chat/completions", json=CHAT,
+                           headers={"x-fake-first-byte-delay": "1.0"})
+        time.sleep(0.3)
+        assert gateway.admin("kill").status_code == 200
+        after = client.post("/v1/chat/completions", json=CHAT)
+        in_flight = slow.result(timeout=10)
+    assert in_flight.status_code == 200
+    assert after.status_code == 503 and after.json()["error"]["code"] == "kill_switch_engaged"

@@ -263,7 +263,9 @@ class Gateway:
     async def _until_killed(self, awaitable: Any) -> Any:
         """Await an engine call; a kill, a timeout or a dead engine becomes a Refusal."""
         interrupt = Interrupt()
-        forget = self.killswitch.on_engage(lambda: interrupt.fire("kill_switch"))
+        # kill_switch.cut_streams false drains: what is in flight finishes, new requests are refused.
+        forget = (self.killswitch.on_engage(lambda: interrupt.fire("kill_switch"))
+                  if self.settings.kill_switch.cut_streams else _nothing)
         try:
             async with asyncio.timeout(self.settings.limits.first_byte_timeout_seconds):
                 return await awaitable
@@ -354,6 +356,10 @@ class Gateway:
             return JSONResponse({"ready": False, "kill_switch_engaged": False,
                                  "reason": "engine not ready"}, status_code=503)
         return JSONResponse({"ready": True, "kill_switch_engaged": False, "reason": ""})
+
+
+def _nothing() -> None:
+    return None
 
 
 def _gateway(request: Request) -> Gateway:

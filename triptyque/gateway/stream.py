@@ -56,7 +56,7 @@ class ProxyStream:
             (b"x-request-id", self.request.state.request_id.encode("latin-1")),
         ]
         interrupt = Interrupt()
-        # kill_switch.cut_streams false: a kill refuses new requests and lets open streams finish.
+        # kill_switch.cut_streams false drains: open streams finish, new requests are refused.
         forget = (gateway.killswitch.on_engage(lambda: interrupt.fire("kill_switch"))
                   if gateway.settings.kill_switch.cut_streams else _nothing)
         gone = asyncio.ensure_future(_disconnected(receive))
