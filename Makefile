@@ -14,7 +14,7 @@ test: system-deps venv  ## the whole suite, real engine included
 	bash tests/k8s/setup_checkov.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: venv  ## gateway overhead vs vLLM and a fake engine, kill-switch timing (incl. the edge fleet), overload (~13 min)
+bench: venv  ## gateway overhead vs vLLM and a fake engine, kill-switch timing (incl. the edge fleet), overload (~11 min)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 lint: venv

@@ -13,7 +13,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -263,9 +263,7 @@ class Gateway:
     async def _until_killed(self, awaitable: Any) -> Any:
         """Await an engine call; a kill, a timeout or a dead engine becomes a Refusal."""
         interrupt = Interrupt()
-        # kill_switch.cut_streams false drains: what is in flight finishes, new requests are refused.
-        forget = (self.killswitch.on_engage(lambda: interrupt.fire("kill_switch"))
-                  if self.settings.kill_switch.cut_streams else _nothing)
+        forget = self.interrupt_on_kill(interrupt)
         try:
             async with asyncio.timeout(self.settings.limits.first_byte_timeout_seconds):
                 return await awaitable
@@ -283,6 +281,15 @@ class Gateway:
         finally:
             interrupt.disarm()
             forget()
+
+    def interrupt_on_kill(self, interrupt: Interrupt) -> Callable[[], None]:
+        """Fire ``interrupt`` when the kill switch engages; returns the remover.
+
+        With ``kill_switch.cut_streams: false`` a kill drains instead: what is in flight
+        finishes, and only new requests are refused."""
+        if not self.settings.kill_switch.cut_streams:
+            return _nothing
+        return self.killswitch.on_engage(lambda: interrupt.fire("kill_switch"))
 
     def stopped_message(self) -> str:
         state = self.killswitch.state

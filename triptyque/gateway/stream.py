@@ -24,10 +24,6 @@ if TYPE_CHECKING:
     from triptyque.gateway.app import Gateway
 
 
-def _nothing() -> None:
-    return None
-
-
 async def _disconnected(receive: Receive) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
@@ -56,9 +52,7 @@ class ProxyStream:
             (b"x-request-id", self.request.state.request_id.encode("latin-1")),
         ]
         interrupt = Interrupt()
-        # kill_switch.cut_streams false drains: open streams finish, new requests are refused.
-        forget = (gateway.killswitch.on_engage(lambda: interrupt.fire("kill_switch"))
-                  if gateway.settings.kill_switch.cut_streams else _nothing)
+        forget = gateway.interrupt_on_kill(interrupt)
         gone = asyncio.ensure_future(_disconnected(receive))
         gone.add_done_callback(lambda done: None if done.cancelled() else interrupt.fire("client_gone"))
         cut: str | None = None
