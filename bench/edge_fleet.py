@@ -18,27 +18,14 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import httpx
-
 from bench import killswitch
+from bench.procs import wait_http
 from bench.report import Row
 from triptyque.spec import DEFAULT_SPEC, load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("TRIPTYQUE_CACHE", ROOT / ".cache" / "triptyque"))
 LIMIT = 1.0  # seconds, the target for a fleet
-
-
-def _wait_ready(url: str, timeout: float = 300.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=3.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(1.0)
-    raise RuntimeError(f"{url} not ready after {timeout:.0f} s")
 
 
 def bench(size: int, cycles: int, workdir: Path, run: Callable[..., killswitch.Cycle],
@@ -64,7 +51,7 @@ def bench(size: int, cycles: int, workdir: Path, run: Callable[..., killswitch.C
         api_key = target.secrets()["api_key"]
         gateways = []
         for node in target.nodes():
-            _wait_ready(node.gateway_url)
+            wait_http(f"{node.gateway_url}/readyz", 300)
             where = urlsplit(node.gateway_url)
             assert where.hostname is not None and where.port is not None, node.gateway_url
             gateways.append(killswitch.Gateway(node.name, where.hostname, where.port, api_key=api_key,

@@ -101,7 +101,8 @@ async def _stream(gateway: Gateway, started: asyncio.Event, cut_at: list[float],
                     if asked < clock.sent_at:
                         cut_at.append(time.perf_counter())  # in flight at the kill, answered 503
                     return  # else refused: the kill was already in force when this stream asked
-                clock.refusals[head[9:12].decode()] = clock.refusals.get(head[9:12].decode(), 0) + 1
+                status = head[9:12].decode()
+                clock.refusals[status] = clock.refusals.get(status, 0) + 1
                 continue  # 429 while the previous cycle's streams drain, say: ask again
             tail = b""
             while True:
