@@ -21,9 +21,11 @@ from urllib.parse import urlsplit
 from bench import killswitch
 from bench.procs import wait_http
 from bench.report import Row
+from triptyque.paths import project_root
 from triptyque.spec import DEFAULT_SPEC, load_spec
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = project_root(Path(__file__))
+
 CACHE = Path(os.environ.get("TRIPTYQUE_CACHE", ROOT / ".cache" / "triptyque"))
 LIMIT = 1.0  # seconds, the target for a fleet
 
@@ -34,7 +36,7 @@ def bench(size: int, cycles: int, workdir: Path, run: Callable[..., killswitch.C
     if os.geteuid() != 0:
         return [Row(label, "not measured: the test fleet needs root", float("nan"), float("nan"), "", None,
                     f"< {LIMIT * 1000:.0f} ms", None)]
-    from tests.edge.fleet import Fleet
+    from tests.support.fleet import Fleet
     from triptyque.targets.edge import EdgeTarget
 
     spec = load_spec(ROOT / DEFAULT_SPEC, target="edge")

@@ -29,7 +29,8 @@ from typing import Any
 from bench.client import Connection, build_request
 from bench.procs import ADMIN_KEY, API_KEY
 from bench.report import Row
-from triptyque.targets.base import Endpoint, admin_fleet
+from triptyque.targets.base import admin_fleet
+from triptyque.types import Endpoint
 
 MARKER = b"kill_switch_engaged"
 FAKE_STREAM: dict[str, Any] = {"model": "tiny-llama", "messages": [{"role": "user", "content": "go on"}],

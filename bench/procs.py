@@ -23,9 +23,11 @@ import httpx
 
 from triptyque.gateway.settings import GatewaySettings
 from triptyque.keys import hash_key
+from triptyque.paths import project_root
 from triptyque.spec import KillSwitch, Limits
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = project_root(Path(__file__))
+
 API_KEY, ADMIN_KEY = "tq-bench-api-key", "tq-bench-admin-key"
 
 

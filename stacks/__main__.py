@@ -5,8 +5,10 @@ from pathlib import Path
 
 import pulumi
 
+from triptyque.paths import project_root
+
 # Pulumi runs this file as a script; make the checkout importable as `stacks`.
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = project_root(Path(__file__).parent)
 sys.path.insert(0, str(ROOT))
 
 from stacks.program import build, read_config  # noqa: E402

@@ -37,9 +37,8 @@ def read_config() -> StackConfig:
 
 
 def _spec(config: StackConfig, root: Path) -> ServiceSpec:
-    # cloud-vm serves with the cloud overrides: the same Scaleway GPU type, without Kubernetes.
     try:
-        return load_spec(root / config.spec, "onprem" if config.target == "onprem" else "cloud")
+        return load_spec(root / config.spec, config.target)
     except TriptyqueError as exc:
         raise pulumi.RunError(str(exc)) from None
 

@@ -16,9 +16,11 @@ from rich.console import Console
 from rich.table import Table
 
 from triptyque.errors import TargetError, TriptyqueError
+from triptyque.kinds import Capability, listing, names_with
 from triptyque.spec import DEFAULT_SPEC, load_spec, validate_file
-from triptyque.targets.base import NodeReport, Progress, Target
-from triptyque.targets.registry import make_target
+from triptyque.targets.base import Target
+from triptyque.targets.registry import make_planned, make_target
+from triptyque.types import NodeReport, Progress
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Deploy one vLLM service to local, edge, on-prem and cloud targets, "
@@ -35,7 +37,7 @@ SpecOption = Annotated[Path, typer.Option("--spec", envvar="TRIPTYQUE_SPEC",
                                           help="The service spec (YAML).")]
 StateOption = Annotated[Path, typer.Option("--state-dir", envvar="TRIPTYQUE_STATE_DIR",
                                            help="Where deployments keep their state.")]
-TargetOption = Annotated[str, typer.Option("--target", "-t", help="local, edge, onprem, cloud or cloud-vm.")]
+TargetOption = Annotated[str, typer.Option("--target", "-t", help=f"{listing()}.")]
 InventoryOption = Annotated[Path | None, typer.Option("--inventory", "-i", envvar="TRIPTYQUE_INVENTORY",
                                                       help="Ansible inventory (edge target).")]
 OperatorOption = Annotated[str, typer.Option("--operator", envvar="TRIPTYQUE_OPERATOR",
@@ -73,9 +75,7 @@ def spinner() -> Iterator[Progress]:
 
 
 def _target(name: str, spec_path: Path, state_dir: Path, inventory: Path | None) -> Target:
-    # cloud-vm is the cloud's IaaS flavour: same spec overrides, other infrastructure.
-    spec = load_spec(spec_path, target="cloud" if name == "cloud-vm" else name)  # type: ignore[arg-type]
-    return make_target(name, spec, state_root=state_dir, inventory=inventory)
+    return make_target(name, load_spec(spec_path, target=name), state_root=state_dir, inventory=inventory)
 
 
 def _reports(reports: list[NodeReport], title: str) -> bool:
@@ -106,7 +106,7 @@ def validate(spec: SpecOption = DEFAULT_SPEC) -> None:
 
 
 @app.command()
-def up(target: Annotated[str, typer.Argument(help="local, edge, onprem, cloud or cloud-vm")] = "local",
+def up(target: Annotated[str, typer.Argument(help=listing())] = "local",
        spec: SpecOption = DEFAULT_SPEC, state_dir: StateOption = DEFAULT_STATE,
        inventory: InventoryOption = None) -> None:
     """Deploy the service to a target and wait until it serves."""
@@ -122,7 +122,7 @@ def up(target: Annotated[str, typer.Argument(help="local, edge, onprem, cloud or
 
 
 @app.command()
-def down(target: Annotated[str, typer.Argument(help="local, edge, onprem, cloud or cloud-vm")] = "local",
+def down(target: Annotated[str, typer.Argument(help=listing())] = "local",
          spec: SpecOption = DEFAULT_SPEC, state_dir: StateOption = DEFAULT_STATE,
          inventory: InventoryOption = None) -> None:
     """Stop the service on a target (the kill-switch state and audit log are kept)."""
@@ -355,16 +355,16 @@ def ledger_list(state_dir: StateOption = DEFAULT_STATE, ledger: LedgerOption = N
 
 @app.command()
 def render(
-    target: Annotated[str, typer.Argument(help="onprem or cloud")],
+    target: Annotated[str, typer.Argument(help=listing(names_with(Capability.RENDER)))],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the YAML manifests (GitOps).")],
     spec: SpecOption = DEFAULT_SPEC,
 ) -> None:
     """Write a Kubernetes target's manifests as plain YAML, one file per object."""
-    from triptyque.k8s.config import project_root
     from triptyque.k8s.render import render_target
+    from triptyque.paths import project_root
 
     try:
-        written = render_target(target, load_spec(spec, target=target), out, project_root())  # type: ignore[arg-type]
+        written = render_target(target, load_spec(spec, target=target), out, project_root())
     except TriptyqueError as exc:
         raise fail(exc) from None
     console.print(f"[green]ok[/] {len(written) - 1} manifests and PREREQUISITES.txt in {out}")
@@ -372,14 +372,12 @@ def render(
 
 @app.command()
 def preview(
-    target: Annotated[str, typer.Argument(help="onprem, cloud or cloud-vm")],
+    target: Annotated[str, typer.Argument(help=listing(names_with(Capability.PREVIEW)))],
     spec: SpecOption = DEFAULT_SPEC, state_dir: StateOption = DEFAULT_STATE,
 ) -> None:
     """What `up` would change on a Pulumi-managed target (with the policy pack); changes nothing."""
     try:
-        deployment = _target(target, spec, state_dir, None)
-        if not hasattr(deployment, "preview"):
-            raise TargetError(f"preview is for onprem, cloud and cloud-vm; {target} has no plan to show")
+        deployment = make_planned(target, load_spec(spec, target=target), state_root=state_dir)
         with spinner() as progress:
             summary = deployment.preview(progress)
     except TriptyqueError as exc:

@@ -13,8 +13,8 @@ from triptyque.burden import tour
 from triptyque.errors import TargetError
 from triptyque.gateway.audit import AuditLog
 from triptyque.gateway.state import FileStateStore
-from triptyque.targets.base import Progress
 from triptyque.targets.local import LocalTarget
+from triptyque.types import Progress
 
 
 def prometheus_value(base_url: str, query: str) -> float | None:

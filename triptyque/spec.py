@@ -25,10 +25,9 @@ from pydantic import (
 )
 
 from triptyque.errors import SpecError
+from triptyque.kinds import OVERLAYS, SpecOverlay, TargetName, kind_of
 from triptyque.yamlfile import read_yaml
 
-TargetName = Literal["local", "edge", "onprem", "cloud"]
-TARGETS: tuple[TargetName, ...] = ("local", "edge", "onprem", "cloud")
 DEFAULT_SPEC = Path("serving/service.yaml")
 
 KeyName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")]
@@ -206,25 +205,30 @@ def read_raw(path: Path) -> dict[str, Any]:
     return data
 
 
-def _resolve(raw: dict[str, Any], path: Path, target: TargetName | None) -> ServiceSpec:
+def _resolve(raw: dict[str, Any], path: Path, target: TargetName | None,
+             overlay: SpecOverlay | None) -> ServiceSpec:
     base = {key: value for key, value in raw.items() if key != "targets"}
     where = ""
-    if target is not None:
-        overrides = (raw.get("targets") or {}).get(target) or {}
+    if target is not None and overlay is not None:
+        overrides = (raw.get("targets") or {}).get(overlay) or {}
         base = deep_merge(base, overrides)
         base["target"] = target
-        where = f" (with targets.{target} applied)"
+        where = f" (with targets.{overlay} applied)"
     try:
         return ServiceSpec.model_validate({**base, "spec_dir": path.parent.resolve()})
     except ValidationError as exc:
         raise SpecError(_problems(exc, path, where)) from None
 
 
-def load_spec(path: Path = DEFAULT_SPEC, target: TargetName | None = None) -> ServiceSpec:
-    """Load and validate the spec, with ``target``'s overrides applied when given."""
-    if target is not None and target not in TARGETS:
-        raise SpecError([f"unknown target {target!r}; use one of {', '.join(TARGETS)}"])
-    return _resolve(read_raw(path), path, target)
+def load_spec(path: Path = DEFAULT_SPEC, target: str | None = None) -> ServiceSpec:
+    """Load and validate the spec, with the overrides of ``target``'s overlay applied when given."""
+    if target is None:
+        return _resolve(read_raw(path), path, None, None)
+    try:
+        kind = kind_of(target)
+    except ValueError as exc:
+        raise SpecError([str(exc)]) from None
+    return _resolve(read_raw(path), path, kind.name, kind.overlay)
 
 
 def validate_file(path: Path) -> dict[str, ServiceSpec]:
@@ -235,17 +239,17 @@ def validate_file(path: Path) -> dict[str, ServiceSpec]:
     if not isinstance(targets, dict):
         raise SpecError([f"{path}: targets: must be a mapping of target name to overrides"])
     for name in targets:
-        if name not in TARGETS:
-            problems.append(f"{path}: targets.{name}: unknown target; use one of {', '.join(TARGETS)}")
+        if name not in OVERLAYS:
+            problems.append(f"{path}: targets.{name}: unknown target overlay; use one of {', '.join(OVERLAYS)}")
         elif not isinstance(targets[name], dict | None):
             problems.append(f"{path}: targets.{name}: overrides must be a mapping")
     resolved: dict[str, ServiceSpec] = {}
     seen: set[str] = set()
-    for target in (None, *TARGETS):
-        if target is not None and not isinstance(targets.get(target), dict | None):
+    for overlay in (None, *OVERLAYS):
+        if overlay is not None and not isinstance(targets.get(overlay), dict | None):
             continue
         try:
-            resolved[target or "base"] = _resolve(raw, path, target)
+            resolved[overlay or "base"] = _resolve(raw, path, overlay, overlay)
         except SpecError as exc:
             # A problem of the base shows once, not again under every target.
             for problem in exc.problems:

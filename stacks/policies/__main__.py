@@ -6,7 +6,9 @@ from pathlib import Path
 from pulumi_policy import EnforcementLevel, PolicyPack
 
 # Pulumi runs this file as a script from the pack's folder; make the checkout importable.
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from triptyque.paths import project_root
+
+sys.path.insert(0, str(project_root(Path(__file__).parent)))
 
 from stacks.policies.rules import policies
 

@@ -7,10 +7,9 @@ from typing import Any
 
 import pytest
 
+from tests.support import ROOT
 from triptyque.burden.figures import Figures, load_figures
 from triptyque.burden.scenario import Scenario, parse_scenario
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")

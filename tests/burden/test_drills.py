@@ -8,19 +8,20 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from triptyque.burden.drills import DRILLS, DrillContext, DrillHooks, available, run_drill
-from triptyque.burden.edge_hooks import EdgeHooks, edge_hooks
+from tests.support import ROOT
+from triptyque.burden.drills import DRILLS, DrillContext, available, run_drill
 from triptyque.burden.errors import BurdenError
-from triptyque.burden.hooks import LocalHooks
+from triptyque.burden.hooks import hooks_for
 from triptyque.burden.ledger import Ledger
-from triptyque.burden.probe import Client, Prober
+from triptyque.burden.probe import Prober
 from triptyque.cli import app
 from triptyque.errors import TargetError
 from triptyque.spec import DEFAULT_SPEC, load_spec
-from triptyque.targets.base import Endpoint, NodeReport, Progress
+from triptyque.targets.edge_hooks import EdgeHooks
+from triptyque.targets.hooks import DrillHooks
 from triptyque.targets.local import LocalTarget
-
-from .conftest import ROOT
+from triptyque.targets.local_hooks import LocalHooks
+from triptyque.types import Access, Endpoint, NodeReport, Progress
 
 
 class BrokenTarget:
@@ -48,8 +49,8 @@ class BrokenTarget:
 class BrokenHooks(DrillHooks):
     cli_name = "broken"
 
-    def client(self) -> Client:
-        return Client([Endpoint("n1", "http://127.0.0.1:9")], "key", "model")
+    def access(self) -> Access:
+        return Access([Endpoint("n1", "http://127.0.0.1:9")], "key", "model")
 
     def deployed(self) -> bool:
         return False
@@ -83,7 +84,7 @@ def test_the_local_target_offers_its_five_drills_and_edge_all_of_them() -> None:
     assert available(local) == ["deploy", "redeploy", "kill-soft", "kill-hard", "engine-crash"]
     assert set(DRILLS) == {"deploy", "redeploy", "upgrade", "rollback", "kill-soft", "kill-hard",
                            "engine-crash", "node-reboot"}
-    assert edge_hooks(LocalTarget(spec, Path("/nonexistent"))) is None
+    assert isinstance(hooks_for(LocalTarget(spec, Path("/nonexistent"))), LocalHooks)
 
 
 def test_edge_phases_come_from_task_names_the_playbooks_really_have() -> None:
@@ -99,7 +100,7 @@ def test_an_edge_upgrade_changes_the_engine_configuration_and_keeps_the_rest(tmp
     from triptyque.targets.edge import EdgeTarget
 
     spec = load_spec(ROOT / DEFAULT_SPEC, target="edge")
-    hooks = edge_hooks(EdgeTarget(spec, tmp_path / "edge", tmp_path / "inventory.yml"))
+    hooks = hooks_for(EdgeTarget(spec, tmp_path / "edge", tmp_path / "inventory.yml"))
     assert isinstance(hooks, EdgeHooks) and available(hooks) == list(DRILLS)
     upgraded, change = hooks.upgraded(spec)
     assert upgraded.engine.max_model_len != spec.engine.max_model_len
@@ -118,7 +119,7 @@ def test_phases_are_ordered_by_time_with_their_durations() -> None:
 
 
 def test_the_prober_measures_the_longest_outage_per_gateway() -> None:
-    prober = Prober(Client([Endpoint("a", ""), Endpoint("b", "")], "k", "m"), lambda: 0.0)
+    prober = Prober(Access([Endpoint("a", ""), Endpoint("b", "")], "k", "m"), lambda: 0.0)
     prober.samples = [("a", 0.0, 200), ("b", 0.0, 200), ("a", 1.0, 0), ("b", 1.0, 503), ("a", 2.0, 502),
                       ("b", 1.5, 200), ("a", 4.5, 200), ("b", 5.0, 200)]
     assert prober.longest_outage() == pytest.approx(3.5)

@@ -13,12 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import ROOT
 from triptyque.burden.drills import DrillResult, run_drill
-from triptyque.burden.edge_hooks import EdgeHooks
 from triptyque.burden.ledger import Entry, Ledger
 from triptyque.spec import DEFAULT_SPEC, load_spec
-
-from .conftest import ROOT
+from triptyque.targets.edge_hooks import EdgeHooks
 
 pytestmark = [pytest.mark.fleet, pytest.mark.e2e]
 CACHE = Path(os.environ.get("TRIPTYQUE_CACHE", ROOT / ".cache" / "triptyque"))
@@ -29,7 +28,7 @@ DRILLS = ["deploy", "redeploy", "kill-soft", "kill-hard", "engine-crash", "upgra
 def drilled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, DrillResult], Ledger]]:
     if os.geteuid() != 0:
         pytest.skip("the test fleet needs root (network namespaces, overlayfs, systemd-nspawn)")
-    from tests.edge.fleet import Fleet
+    from tests.support.fleet import Fleet
     from triptyque.targets.edge import EdgeTarget
 
     state = tmp_path_factory.mktemp("edge-drills")

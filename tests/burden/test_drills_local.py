@@ -12,14 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import ROOT
+from tests.support.browser import check_in_browser
 from triptyque.burden.commands import build_report, run_drills
 from triptyque.burden.drills import DEPLOY_PHASES, DrillResult
 from triptyque.burden.ledger import Entry, Ledger
 from triptyque.spec import DEFAULT_SPEC, load_spec
 from triptyque.targets.local import LocalPorts, LocalTarget
-
-from .browser import check_in_browser
-from .conftest import ROOT
 
 pytestmark = pytest.mark.e2e
 DRILLS = ["deploy", "redeploy", "kill-soft", "kill-hard", "engine-crash"]

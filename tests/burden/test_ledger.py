@@ -10,15 +10,14 @@ from types import SimpleNamespace
 import pytest
 from typer.testing import CliRunner
 
+from tests.support import ROOT
 from triptyque.burden.commands import recorded
 from triptyque.burden.errors import BurdenError
 from triptyque.burden.ledger import SCHEMA_VERSION, Ledger, git_revision
 from triptyque.cli import app
 from triptyque.errors import TargetError
 from triptyque.spec import DEFAULT_SPEC, load_spec
-from triptyque.targets.base import NodeReport
-
-from .conftest import ROOT
+from triptyque.types import NodeReport
 
 
 def test_an_entry_keeps_the_target_revision_spec_hash_versions_timings_and_outcome(tmp_path: Path) -> None:

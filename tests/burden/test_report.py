@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import ROOT
+from tests.support.browser import check_in_browser
 from triptyque.burden.commands import build_report
 from triptyque.burden.ledger import Ledger
-
-from .browser import check_in_browser
-from .conftest import ROOT
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from tests.support import ROOT
 from triptyque.burden.errors import BurdenError
 from triptyque.burden.figures import Figures, load_figures
 from triptyque.burden.scenario import load_scenario
 from triptyque.cli import app
-
-from .conftest import ROOT
 
 BAD = """\
 name: broken

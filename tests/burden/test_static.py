@@ -6,11 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import ROOT
 from triptyque.burden.figures import Figures
 from triptyque.burden.static import TargetBurden, edge_burden, k8s_burden, load_skills, local_burden, scan
 from triptyque.spec import DEFAULT_SPEC, load_spec
-
-from .conftest import ROOT
 
 DIGEST = "sha256:" + "ab" * 32
 

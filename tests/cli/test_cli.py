@@ -11,10 +11,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from tests.support import ROOT
 from triptyque.cli import app
 from triptyque.spec import DEFAULT_SPEC
 
-ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from triptyque.targets.base import Endpoint, _tls, admin_fleet
+from triptyque.targets.base import _tls, admin_fleet
+from triptyque.types import Endpoint
 
 
 def test_certificates_are_loaded_only_for_gateways_behind_tls() -> None:

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
+from tests.support import ROOT
 from triptyque.spec import DEFAULT_SPEC, ServiceSpec, load_spec
 from triptyque.targets.local import LocalPorts, LocalTarget
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def spec_on_ports(gateway: int, engine: int) -> ServiceSpec:

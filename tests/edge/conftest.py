@@ -15,12 +15,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.edge.fleet import Fleet, Node
+from tests.support import ROOT
+from tests.support.fleet import Fleet, Node
 from triptyque.edge.bundle import Manifest
 from triptyque.spec import DEFAULT_SPEC, ServiceSpec, load_spec
 from triptyque.targets.edge import EdgeTarget
 
-ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("TRIPTYQUE_CACHE", ROOT / ".cache" / "triptyque"))
 FLEET_SIZE = 2
 FIREWALLED = (1,)  # edge1 runs an active ufw, edge2 an inactive one

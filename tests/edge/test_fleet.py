@@ -16,8 +16,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from tests.edge.conftest import ROOT, Log, gateway, wait_ready
-from tests.edge.fleet import Fleet, Node
+from tests.edge.conftest import Log, gateway, wait_ready
+from tests.support import ROOT
+from tests.support.fleet import Fleet, Node
 from triptyque.edge.bundle import Manifest
 from triptyque.targets.edge import EdgeTarget
 

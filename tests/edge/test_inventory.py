@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
+from tests.support import ROOT
 from triptyque.edge.inventory import nodes_from_listing, read_inventory
 from triptyque.edge.runner import ansible_tool
 from triptyque.errors import TargetError
 from triptyque.targets.registry import make_target
 
-ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "playbooks" / "inventories" / "example.yml"
 
 

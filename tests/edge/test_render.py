@@ -35,7 +35,7 @@ def render(spec: ServiceSpec, device: str = "cpu") -> dict[str, object]:
 
 
 def test_the_engine_arguments_are_the_spec_with_the_model_in_the_release_folder(edge_spec):
-    args = render(edge_spec)["triptyque_engine_args"]
+    args = render(edge_spec)["triptyque_engine_args"]["cpu"]
     assert args[:2] == ["-m", "vllm.entrypoints.openai.api_server"]
     pairs = dict(zip(args[2::2], args[3::2], strict=False))
     assert pairs["--model"] == "./model"
@@ -74,7 +74,7 @@ def test_a_spec_without_gpus_runs_the_cpu_build_and_one_with_gpus_the_gpu_build(
         update={"gpu_count": 1, "gpu_type": "nvidia-l4"})})
     rendered = render(gpu, "gpu")
     assert rendered["triptyque_engine_device"] == "gpu"
-    assert "--gpu-memory-utilization" in rendered["triptyque_engine_args"]
+    assert "--gpu-memory-utilization" in rendered["triptyque_engine_args"]["gpu"]
 
 
 def test_components_point_at_the_bundle_archives_with_their_checksums(edge_spec):

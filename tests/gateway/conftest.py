@@ -20,11 +20,6 @@ from triptyque.spec import KillSwitch, Limits
 ALICE, BOB, OPS = "tq-alice-secret-key", "tq-bob-secret-key", "tq-ops-admin-key"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def make_settings(state_dir: Path, **limits: Any) -> GatewaySettings:
     base = dict(max_body_bytes=4096, max_concurrent_requests=4, connect_timeout_seconds=1.0,
                 first_byte_timeout_seconds=2.0, idle_timeout_seconds=2.0)
@@ -121,15 +116,3 @@ def harness(tmp_path: Path) -> HarnessFactory:
         return Harness(make_settings(state_dir or tmp_path / "state", **limits), engine or FakeEngine())
 
     return build
-
-
-def metric_value(text: str, name: str, **labels: str) -> float | None:
-    for line in text.splitlines():
-        if not line.startswith(name) or line.startswith("#"):
-            continue
-        series, _, value = line.rpartition(" ")
-        if series.split("{")[0] != name:
-            continue
-        if all(f'{k}="{v}"' in series for k, v in labels.items()):
-            return float(value)
-    return None

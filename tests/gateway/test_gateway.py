@@ -11,10 +11,11 @@ import sys
 
 import pytest
 
-from tests.gateway.conftest import ALICE, BOB, OPS, FakeEngine, HarnessFactory, metric_value
+from tests.gateway.conftest import ALICE, BOB, OPS, FakeEngine, HarnessFactory
 from triptyque.errors import AuditError
 from triptyque.gateway.audit import AuditLog
 from triptyque.gateway.state import FileStateStore
+from triptyque.monitoring.metrics import sample_value as metric_value
 
 pytestmark = pytest.mark.anyio
 

@@ -10,23 +10,18 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.k8s.fake_apiserver import TOKEN, FakeApiServer
-from triptyque.gateway.state_k8s import KubeConnection
+from tests.support import ROOT as REPO
+from tests.support.fake_apiserver import TOKEN, FakeApiServer
+from triptyque.gateway import kube
 from triptyque.k8s.config import StackConfig, load_stack_config
 from triptyque.k8s.render import render
 from triptyque.keys import hash_key
 from triptyque.spec import ServiceSpec, load_spec
 
-REPO = Path(__file__).resolve().parents[2]
 CHECKOV = REPO / ".venv-checkov" / "bin" / "checkov"
 ENGINE_IMAGE = "docker.io/vllm/vllm-openai:v0.32.0@sha256:" + "1" * 64
 GATEWAY_IMAGE = "ghcr.io/triptyque/gateway:0.1.0@sha256:" + "2" * 64
 API_KEY, ADMIN_KEY = "tq-test-api-key", "tq-test-admin-key"
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 def write_spec(folder: Path, **changes: Any) -> Path:
@@ -59,7 +54,7 @@ def stack(name: str, spec_file: Path, **changes: Any) -> StackConfig:
 
 
 def spec_for(config: StackConfig) -> ServiceSpec:
-    return load_spec(config.spec, "onprem" if config.target == "onprem" else "cloud")
+    return load_spec(config.spec, config.target)
 
 
 @pytest.fixture(scope="session")
@@ -92,5 +87,6 @@ def fake_api() -> Iterator[FakeApiServer]:
 
 
 @pytest.fixture
-def connection(fake_api: FakeApiServer) -> KubeConnection:
-    return KubeConnection(server=fake_api.url, token=TOKEN)
+def connection(fake_api: FakeApiServer) -> Any:
+    """The official client's configuration for the fake server."""
+    return kube.for_server(fake_api.url, TOKEN)

@@ -14,8 +14,9 @@ from tests.k8s.conftest import REPO
 from triptyque.errors import MissingToolError, TargetError
 from triptyque.spec import ServiceSpec, load_spec
 from triptyque.targets import registry
-from triptyque.targets.base import Endpoint
-from triptyque.targets.kubernetes import CloudVmTarget, KubernetesTarget
+from triptyque.targets.cloud_vm import CloudVmTarget
+from triptyque.targets.kubernetes import KubernetesTarget
+from triptyque.types import Endpoint
 
 
 @dataclass
@@ -53,7 +54,7 @@ class Factory:
 
 
 def shipped_spec(target: str) -> ServiceSpec:
-    return load_spec(REPO / "serving" / "service.yaml", target)  # type: ignore[arg-type]
+    return load_spec(REPO / "serving" / "service.yaml", target)
 
 
 def ready_env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -171,26 +172,26 @@ def test_cloud_kill_without_a_saved_kubeconfig_says_where_to_get_one(tmp_path):
         target("cloud", tmp_path, ready_env(tmp_path)).kill("jane", "drill")
 
 
-def test_cloud_vm_writes_the_exported_inventory_and_hands_it_to_the_edge_target(tmp_path, monkeypatch):
-    handed: list[tuple[str, Path, Path | None]] = []
+def test_cloud_vm_writes_the_exported_inventory_and_hands_it_to_the_edge_target(tmp_path):
+    handed: list[tuple[ServiceSpec, Path, Path]] = []
 
     class Edge:
         def up(self, progress: Any) -> list[Endpoint]:
             return [Endpoint("gpu-0", "http://51.15.0.10:8080")]
 
-    def make_target(name: str, spec: ServiceSpec, *, state_root: Path, inventory: Path | None = None) -> Any:
-        handed.append((name, state_root, inventory))
+    def edge_target(spec: ServiceSpec, root: Path, inventory: Path) -> Any:
+        handed.append((spec, root, inventory))
         return Edge()
 
-    monkeypatch.setattr(registry, "make_target", make_target)
     inventory = "all:\n  children:\n    edge:\n      hosts: {}\n"
     factory = Factory(FakeStack(outputs={"inventory": inventory}))
-    deployment = CloudVmTarget(shipped_spec("cloud"), state_root=tmp_path, root=REPO,
-                               env=ready_env(tmp_path), which=on_path, stack_factory=factory)
+    spec = shipped_spec("cloud-vm")
+    deployment = CloudVmTarget(spec, state_root=tmp_path, root=REPO, env=ready_env(tmp_path),
+                               which=on_path, stack_factory=factory, edge_factory=edge_target)
     endpoints = deployment.up(lambda _m: None)
     assert factory.opened == [("cloud-vm", REPO)]
     assert deployment.inventory.read_text() == inventory
-    assert handed == [("edge", tmp_path / "cloud-vm", deployment.inventory)]
+    assert handed == [(spec, tmp_path / "cloud-vm", deployment.inventory)]
     assert endpoints == [Endpoint("gpu-0", "http://51.15.0.10:8080")]
 
 
@@ -199,5 +200,5 @@ def test_the_registry_builds_the_kubernetes_targets():
     assert isinstance(registry.make_target("onprem", spec, state_root=Path("/tmp/x")), KubernetesTarget)
     assert isinstance(registry.make_target("cloud", shipped_spec("cloud"), state_root=Path("/tmp/x")),
                       KubernetesTarget)
-    assert isinstance(registry.make_target("cloud-vm", shipped_spec("cloud"), state_root=Path("/tmp/x")),
+    assert isinstance(registry.make_target("cloud-vm", shipped_spec("cloud-vm"), state_root=Path("/tmp/x")),
                       CloudVmTarget)

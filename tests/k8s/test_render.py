@@ -92,8 +92,10 @@ def test_every_container_is_hardened_and_pinned_by_digest(rendered):
 
 
 def test_the_engine_serves_the_spec_model_under_its_served_name(rendered, spec_file):
-    args = pod(rendered["cloud"], "triptyque-llm-engine")["containers"][0]["args"]
-    assert args[:2] == ["--model", "/models/tiny-model"]
+    container = pod(rendered["cloud"], "triptyque-llm-engine")["containers"][0]
+    args = container["args"]
+    assert container["command"] == ["python3"]
+    assert args[:4] == ["-m", "vllm.entrypoints.openai.api_server", "--model", "/models/tiny-model"]
     assert args[args.index("--served-model-name") + 1] == "tiny-llama"
     assert args[args.index("--port") + 1] == "8000"
 
@@ -112,7 +114,8 @@ def test_a_hub_model_is_downloaded_into_the_cache_at_its_pinned_revision(tmp_pat
     config = stack("onprem", path)
     objects = render(spec_for(config), config)
     args = pod(objects, "triptyque-llm-engine")["containers"][0]["args"]
-    assert args[:4] == ["--model", "Qwen/Qwen2.5-0.5B-Instruct", "--revision", "a" * 40]
+    pairs = dict(zip(args[2::2], args[3::2], strict=False))
+    assert pairs["--model"] == "Qwen/Qwen2.5-0.5B-Instruct" and pairs["--revision"] == "a" * 40
     assert not [o for o in objects if o["metadata"]["name"].startswith("triptyque-llm-model-files")]
 
 

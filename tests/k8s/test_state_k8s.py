@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
@@ -22,17 +23,17 @@ import uvicorn
 import yaml
 
 from tests.k8s.conftest import ADMIN_KEY, API_KEY, REPO
-from tests.k8s.fake_apiserver import TOKEN, FakeApiServer
+from tests.support.fake_apiserver import TOKEN, FakeApiServer
 from triptyque.errors import AuditError, StateError
+from triptyque.gateway import kube
 from triptyque.gateway.app import create_app
 from triptyque.gateway.settings import ClusterState, GatewaySettings
-from triptyque.gateway.state import FAIL_CLOSED_OPERATOR, KillState
+from triptyque.gateway.state import KillState, Loaded, Observed, Unreadable
 from triptyque.gateway.state_k8s import (
     AUDIT_KEY,
     STATE_KEY,
     ConfigMapAuditLog,
     ConfigMapStateStore,
-    KubeConnection,
 )
 from triptyque.keys import hash_key
 from triptyque.spec import KillSwitch, Limits, load_spec
@@ -102,7 +103,7 @@ def test_a_tampered_chain_is_named_by_verify(fake_api, connection):
     last = record(store, audit, "resume", "jane")
     data = fake_api.data(CLUSTER.configmap)
     fake_api.create_configmap(CLUSTER.configmap, {**data, AUDIT_KEY: data[AUDIT_KEY].replace("jane", "john", 1)})
-    with pytest.raises(AuditError, match="entry 1 was modified"):
+    with pytest.raises(AuditError, match="entry 1: entry seq=1 was modified"):
         audit.verify(last.audit_head)
 
 
@@ -114,7 +115,7 @@ def test_missing_forbidden_and_unauthenticated_access_fail_with_a_clear_reason(f
     other = ClusterState(namespace="triptyque", configmap="someone-elses")
     with pytest.raises(StateError, match=r"refused \(HTTP 403.*check the Role"):
         ConfigMapStateStore(other, connection).load()
-    stranger = KubeConnection(server=fake_api.url, token="wrong")
+    stranger = kube.for_server(fake_api.url, "wrong")
     with pytest.raises(AuditError, match="HTTP 401"):
         ConfigMapAuditLog(CLUSTER, stranger).head()
 
@@ -125,17 +126,22 @@ def test_outside_a_pod_the_default_connection_fails_closed(monkeypatch):
         ConfigMapStateStore(CLUSTER).load()
 
 
-def test_in_a_pod_the_rotated_service_account_token_is_read_again(tmp_path, monkeypatch):
+def test_in_a_pod_the_client_s_in_cluster_loader_is_used_with_its_token_refresh(tmp_path, monkeypatch):
+    """The service-account token rotates; the official client's loader re-reads it (its
+    refresh hook), which the hand-written client used to do itself."""
+    from kubernetes.config import incluster_config
+
+    token, ca = tmp_path / "token", tmp_path / "ca.crt"
+    token.write_text("first")  # the kubelet writes it without a newline
+    ca.write_text("not checked until a request is made\n")
+    monkeypatch.setattr(incluster_config, "SERVICE_TOKEN_FILENAME", str(token))
+    monkeypatch.setattr(incluster_config, "SERVICE_CERT_FILENAME", str(ca))
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
     monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
-    connection = KubeConnection.in_cluster()
-    assert connection.server == "https://10.96.0.1:443"
-    token = tmp_path / "token"
-    rotating = KubeConnection(server=connection.server, token_file=token)
-    token.write_text("first\n")
-    assert rotating.headers()["Authorization"] == "Bearer first"
-    token.write_text("second\n")
-    assert rotating.headers()["Authorization"] == "Bearer second"
+    configuration = kube.in_cluster()
+    assert configuration.host == "https://10.96.0.1:443"
+    assert configuration.get_api_key_with_prefix("BearerToken", alias="authorization").lower() == "bearer first"
+    assert configuration.refresh_api_key_hook is not None
 
 
 def test_a_corrupt_state_is_refused_on_load(fake_api, connection):
@@ -144,7 +150,7 @@ def test_a_corrupt_state_is_refused_on_load(fake_api, connection):
         ConfigMapStateStore(CLUSTER, connection).load()
 
 
-async def _next(watch: AsyncIterator[KillState | None], within: float = 2.0) -> KillState | None:
+async def _next(watch: AsyncIterator[Observed], within: float = 2.0) -> Observed:
     return await asyncio.wait_for(watch.__anext__(), timeout=within)
 
 
@@ -158,13 +164,13 @@ async def test_a_watching_replica_sees_another_replica_s_kill_at_once(fake_api, 
     await asyncio.sleep(0.2)  # the watch is established
     started = time.perf_counter()
     killed = await anyio.to_thread.run_sync(record, *writer, "kill", "jane")
-    assert await pending == killed
+    assert await pending == Loaded(killed)
     assert time.perf_counter() - started < 1.0
     # an audit-only write changes the object but not the state: nothing is yielded for it
     await anyio.to_thread.run_sync(lambda: writer[1].append(action="note", operator="x", reason="y",
                                                             source="t", changed=False))
     released = await anyio.to_thread.run_sync(record, *writer, "resume", "jane")
-    assert await _next(watch) == released
+    assert await _next(watch) == Loaded(released)
     await watch.aclose()
 
 
@@ -178,15 +184,14 @@ async def test_the_watch_survives_expiry_closed_streams_and_fails_closed_on_dele
     pending = asyncio.ensure_future(_next(watch, within=5))
     await asyncio.sleep(0.3)  # 410 Gone, then a fresh list and watch
     killed = await anyio.to_thread.run_sync(record, *writer, "kill", "jane")
-    assert await pending == killed
+    assert await pending == Loaded(killed)
     fake_api.end_watches()
     await asyncio.sleep(0.3)
     released = await anyio.to_thread.run_sync(record, *writer, "resume", "jane")
-    assert await _next(watch) == released
+    assert await _next(watch) == Loaded(released)
     fake_api.delete_configmap(CLUSTER.configmap)
     gone = await _next(watch)
-    assert gone is not None and gone.engaged and gone.operator == FAIL_CLOSED_OPERATOR
-    assert "was deleted" in (gone.reason or "")
+    assert isinstance(gone, Unreadable) and "was deleted" in gone.reason
     await watch.aclose()
 
 
@@ -211,7 +216,7 @@ def _gateway_settings() -> GatewaySettings:
 
 
 @asynccontextmanager
-async def gateways(connection: KubeConnection, count: int) -> AsyncIterator[list[str]]:
+async def gateways(connection: Any, count: int) -> AsyncIterator[list[str]]:
     """``count`` gateway replicas, each a real HTTP server with its own store and watch."""
     servers, tasks, urls = [], [], []
     for _ in range(count):
@@ -276,12 +281,12 @@ def _kubeconfig(path: Path, server: str) -> Path:
 
 @pytest.mark.anyio
 async def test_triptyque_kill_hard_stops_every_gateway_and_frees_the_gpu_then_resume_undoes_it(
-    fake_api: FakeApiServer, connection: KubeConnection, spec_file: Path, tmp_path: Path
+    fake_api: FakeApiServer, connection: Any, spec_file: Path, tmp_path: Path
 ):
     fake_api.scales["triptyque-llm-engine"] = 1
-    kubeconfig = KubeConnection.from_kubeconfig("fake", str(_kubeconfig(tmp_path / "kubeconfig", fake_api.url)))
+    kubeconfig = kube.from_kubeconfig("fake", str(_kubeconfig(tmp_path / "kubeconfig", fake_api.url)))
     target = KubernetesTarget("onprem", load_spec(spec_file, "onprem"), state_root=tmp_path, root=REPO,
-                              connection=kubeconfig)
+                              configuration=kubeconfig)
     async with gateways(connection, 3) as urls:
         fake_api.pods.update({f"triptyque-llm-gateway-{i}": url for i, url in enumerate(urls)})
         reports = await anyio.to_thread.run_sync(lambda: target.kill("jane", "incident 42", hard=True))

@@ -19,10 +19,10 @@ import httpx
 import pytest
 import yaml
 
+from tests.support import ROOT
 from triptyque.monitoring import config
 from triptyque.spec import DEFAULT_SPEC, ServiceSpec, load_spec
 
-ROOT = Path(__file__).resolve().parents[2]
 MONITORING = ROOT / "monitoring"
 
 

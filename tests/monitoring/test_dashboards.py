@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.monitoring.conftest import MONITORING
-from tests.monitoring.test_promql import usage
+from tests.support.promql import usage
 from triptyque.monitoring import dashboards
 
 BOARDS = sorted((MONITORING / "dashboards").glob("*.json"))

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.monitoring.conftest import ROOT, run, tool
-from tests.monitoring.test_promql import shipped_expressions, usage
-from triptyque.monitoring import metrics
+from tests.monitoring.conftest import run, tool
+from tests.support import ROOT
+from tests.support.promql import shipped_expressions, usage
+from triptyque.monitoring import capture, metrics
 from triptyque.spec import ServiceSpec
 
 
@@ -48,13 +49,13 @@ def test_parsing_an_exposition_expands_histograms_and_keeps_unused_families() ->
 def test_the_gateway_list_is_what_the_gateway_exposes(
     spec: ServiceSpec, local_spec: ServiceSpec
 ) -> None:
-    fresh = metrics.parse_exposition(metrics.capture_gateway(local_spec, 0))
+    fresh = metrics.parse_exposition(capture.capture_gateway(local_spec, 0))
     assert fresh == checked_in("gateway"), "run: python -m triptyque.monitoring capture gateway"
     assert_still_exposed("gateway", fresh, used_names(spec, local_spec))
 
 
 def test_promtool_finds_no_naming_problem_in_the_gateways_metrics(local_spec: ServiceSpec) -> None:
-    exposition = metrics.capture_gateway(local_spec, 0)
+    exposition = capture.capture_gateway(local_spec, 0)
     result = run([tool("promtool"), "check", "metrics"], input=exposition)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -63,7 +64,7 @@ def test_node_exporter_still_exposes_every_node_metric_we_use(
     spec: ServiceSpec, local_spec: ServiceSpec
 ) -> None:
     tool("prometheus-node-exporter", "node_exporter")
-    fresh = metrics.parse_exposition(metrics.capture_node(local_spec, 28002))
+    fresh = metrics.parse_exposition(capture.capture_node(local_spec, 28002))
     assert_still_exposed("node", fresh, used_names(spec, local_spec))
 
 
@@ -81,5 +82,5 @@ def test_vllm_still_exposes_every_engine_metric_we_use(
     spec: ServiceSpec, local_spec: ServiceSpec
 ) -> None:
     """Starts vLLM on the CPU with the tiny model (about 30 s and 3 GB)."""
-    fresh = metrics.parse_exposition(metrics.capture_vllm(local_spec, 28001))
+    fresh = metrics.parse_exposition(capture.capture_vllm(local_spec, 28001))
     assert_still_exposed("vllm", fresh, used_names(spec, local_spec))

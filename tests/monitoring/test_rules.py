@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from tests.monitoring.conftest import ROOT, load_yaml, run
-from triptyque.monitoring import config, files, generate, promtool_tests, rulefiles, rules
+from tests.monitoring.conftest import load_yaml, run
+from tests.support import ROOT
+from triptyque.monitoring import capture, config, files, generate, promtool_tests, rulefiles, rules
 from triptyque.spec import ServiceSpec
 
 ALERTS = ROOT / generate.ALERTS
@@ -215,9 +216,8 @@ def test_the_bucket_matcher_accepts_both_client_spellings_of_a_bound(
 def test_the_gateway_has_a_histogram_bucket_at_each_latency_objective(
     local_spec: ServiceSpec,
 ) -> None:
-    from triptyque.monitoring import metrics
 
-    text = metrics.capture_gateway(local_spec, 0)
+    text = capture.capture_gateway(local_spec, 0)
     for metric, bound in (
         ("triptyque_gateway_time_to_first_token_seconds", local_spec.slo.ttft_p95_seconds),
         ("triptyque_gateway_request_duration_seconds", local_spec.slo.latency_p95_seconds),

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-from tests.monitoring.conftest import MONITORING, ROOT, load_yaml
+from tests.monitoring.conftest import MONITORING, load_yaml
+from tests.support import ROOT
 from triptyque.monitoring import generate
 
 RUNBOOK = MONITORING / "runbook.md"

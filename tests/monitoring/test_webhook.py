@@ -19,11 +19,6 @@ NOTIFICATION = {
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(tmp_path / "out" / "alerts.jsonl")
     async with (

@@ -24,8 +24,8 @@ import pytest
 
 from bench.procs import ADMIN_KEY, API_KEY, PortPool, Processes, gateway_settings
 from triptyque.gateway.settings import GatewaySettings
+from triptyque.monitoring.metrics import sample_value
 
-ROOT = Path(__file__).resolve().parents[2]
 PORTS = PortPool(range(38050, 38100))  # bench/ uses 38000-38049
 CHAT = {"model": "tiny-llama", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
 
@@ -82,12 +82,7 @@ class Served:
         self.procs.stop("fake-engine", sig=signal.SIGKILL)
 
     def metric(self, name: str, **labels: str) -> float | None:
-        text = httpx.get(f"{self.url}/metrics", timeout=5).text
-        for line in text.splitlines():
-            series, _, value = line.rpartition(" ")
-            if series.split("{")[0] == name and all(f'{k}="{v}"' in series for k, v in labels.items()):
-                return float(value)
-        return None
+        return sample_value(httpx.get(f"{self.url}/metrics", timeout=5).text, name, **labels)
 
 
 class Starter:

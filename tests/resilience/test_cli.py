@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.resilience.conftest import ROOT, run_cli, snapshot
+from tests.resilience.conftest import run_cli, snapshot
+from tests.support import ROOT
 from triptyque.gateway.audit import AuditLog
 from triptyque.gateway.state import FileStateStore, KillState
 

@@ -15,7 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.resilience.conftest import CHAT, ROOT, run_cli
+from tests.resilience.conftest import CHAT, run_cli
+from tests.support import ROOT
 from triptyque.gateway.audit import AuditLog
 from triptyque.gateway.state import FileStateStore, KillState
 

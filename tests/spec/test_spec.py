@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.support import ROOT
 from triptyque.errors import SpecError
 from triptyque.spec import DEFAULT_SPEC, load_spec, validate_file
 
-ROOT = Path(__file__).resolve().parents[2]
 SPEC = ROOT / DEFAULT_SPEC
 
 
@@ -97,6 +97,7 @@ def test_a_hub_model_keeps_its_revision_and_gpu_flags_appear_only_with_a_gpu(tmp
     path = write(tmp_path, lambda d: d["model"].update(source="org/model-7b", revision="abc123"))
     cloud, local = load_spec(path, target="cloud"), load_spec(SPEC, target="local")
     cloud_args, local_args = engine_args(cloud), engine_args(local)
+    assert "--enforce-eager" in local_args and "--enforce-eager" not in cloud_args
     assert cloud_args[cloud_args.index("--model") + 1] == "org/model-7b"
     assert cloud_args[cloud_args.index("--revision") + 1] == "abc123"
     assert "--gpu-memory-utilization" in cloud_args

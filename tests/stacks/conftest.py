@@ -18,7 +18,7 @@ from typing import Any
 import pulumi
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support import ROOT as REPO
 
 
 class TriptyqueMocks(pulumi.runtime.Mocks):

@@ -28,7 +28,7 @@ from pulumi_policy import (
 )
 
 from stacks.policies.rules import RULES, policies
-from tests.stacks.conftest import REPO
+from tests.support import ROOT as REPO
 
 DIGEST = "@sha256:" + "a" * 64
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"

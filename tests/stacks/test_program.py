@@ -18,7 +18,8 @@ import yaml
 from stacks.inference import _ignored_fields
 from stacks.policies.rules import RULES, Rule, containers, pod_spec
 from stacks.program import read_config
-from tests.stacks.conftest import REPO, Ran, example, run_entry_point, run_stack
+from tests.stacks.conftest import Ran, example, run_entry_point, run_stack
+from tests.support import ROOT as REPO
 from triptyque.k8s.charts import load_chart
 from triptyque.k8s.config import GPU_POOL_LABEL, load_stack_config
 

@@ -20,10 +20,12 @@ from triptyque.burden.report import write_report
 from triptyque.burden.scenario import load_scenario
 from triptyque.burden.static import load_skills
 from triptyque.errors import TriptyqueError
+from triptyque.paths import project_root
 from triptyque.spec import ServiceSpec
-from triptyque.targets.base import NodeReport, Progress, Target
+from triptyque.targets.base import Target
+from triptyque.types import NodeReport, Progress
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = project_root(Path(__file__))
 
 
 def ledger_at(state_dir: Path, path: Path | None = None) -> Ledger:

@@ -36,10 +36,12 @@ import httpx
 
 from triptyque.burden.errors import BurdenError
 from triptyque.burden.ledger import Ledger
-from triptyque.burden.probe import Client, Prober, first_token, wait_not_ready, wait_refused, wait_serving
+from triptyque.burden.probe import Prober, first_token, wait_not_ready, wait_refused, wait_serving
 from triptyque.errors import TriptyqueError
 from triptyque.spec import ServiceSpec
-from triptyque.targets.base import Progress, Target
+from triptyque.targets.base import Target
+from triptyque.targets.hooks import DrillHooks
+from triptyque.types import Progress
 
 DEPLOY_PHASES = ("infra_ready", "engine_installed", "weights_loaded", "ready", "first_token")
 Actor = Literal["human", "automation"]
@@ -55,59 +57,6 @@ class Step:
     seconds: float = 0.0
     outcome: str = "ok"
     detail: str = ""
-
-
-class DrillHooks:
-    """What a drill needs beyond the Target protocol. Every capability is optional.
-
-    Subclasses set the flags of what they support; the base refuses politely.
-    """
-
-    cli_name = "local"
-    can_crash_engine = False
-    self_heals = False
-    can_reboot_node = False
-    can_change_spec = False
-    # The spec an upgrade or rollback drill last deployed, so a rollback right after an
-    # upgrade does not deploy the upgrade again as its preparation.
-    deployed_spec: ServiceSpec | None = None
-
-    def client(self) -> Client:
-        raise NotImplementedError
-
-    def deployed(self) -> bool:
-        return bool(self.client().gateways)
-
-    def deploy_probes(self) -> dict[str, Callable[[], bool]]:
-        """Phase name -> a check polled while ``up`` runs; the first True marks the phase."""
-        return {}
-
-    def progress_phases(self) -> dict[str, str]:
-        """Regular expression on ``up``'s progress messages -> the phase it marks."""
-        return {}
-
-    def crash_engine(self) -> str:
-        """Crash the engine of one node (or every node) as an OOM kill would; return the command."""
-        raise NotImplementedError
-
-    def recovery(self, operator: str, progress: Progress) -> list[tuple[str, str, Callable[[], object]]]:
-        """What an operator tries after an engine crash, in order: (action, command, do it)."""
-        return []
-
-    def nodes(self) -> list[str]:
-        return [g.name for g in self.client().gateways]
-
-    def reboot_node(self, node: str) -> str:
-        """Reboot one node; return once it went down (it may be back already) with the command run."""
-        raise NotImplementedError
-
-    def with_spec(self, spec: ServiceSpec) -> tuple[Target, DrillHooks]:
-        """The same target deployed from another spec (upgrade and rollback drills)."""
-        raise NotImplementedError
-
-    def upgraded(self, spec: ServiceSpec) -> tuple[ServiceSpec, str]:
-        """The spec of an upgrade and what it changes, in words."""
-        raise NotImplementedError
 
 
 class DrillContext:
@@ -235,7 +184,7 @@ def _ensure_serving(ctx: DrillContext) -> None:
     if not ctx.hooks.deployed():
         with ctx.step("automation", "deploy first (preparation, not timed)", f"triptyque up {ctx.hooks.cli_name}"):
             ctx.target.up(ctx.say)
-    client = ctx.hooks.client()
+    client = ctx.hooks.access()
     with httpx.Client(timeout=10.0) as http:
         engaged = any(http.get(f"{g.url}/readyz").json().get("kill_switch_engaged") for g in client.gateways)
     if engaged:
@@ -272,7 +221,7 @@ def _watch(ctx: DrillContext, probes: dict[str, Callable[[], bool]]) -> Callable
 
 
 def _first_token(ctx: DrillContext) -> None:
-    seen = first_token(ctx.hooks.client(), ctx.now)
+    seen = first_token(ctx.hooks.access(), ctx.now)
     ctx.per_node("first_token_seconds", seen)
     ctx.mark("first_token", "a streamed chat request through every gateway got a token", at=max(seen.values()))
 
@@ -303,7 +252,7 @@ def drill_deploy(ctx: DrillContext) -> None:
 def drill_redeploy(ctx: DrillContext) -> None:
     _ensure_serving(ctx)
     cli = ctx.hooks.cli_name
-    client = ctx.hooks.client()
+    client = ctx.hooks.access()
     with Prober(client, ctx.now) as prober:
         idempotent = ctx.attempt("human", "re-deploy the same spec", f"triptyque up {cli}",
                                  lambda: ctx.target.up(ctx.say))
@@ -326,7 +275,7 @@ def drill_redeploy(ctx: DrillContext) -> None:
 def _kill(ctx: DrillContext, hard: bool) -> None:
     _ensure_serving(ctx)
     cli = ctx.hooks.cli_name
-    client = ctx.hooks.client()
+    client = ctx.hooks.access()
     flag = " --hard" if hard else ""
     issued = ctx.now()
     with ctx.step("human", "engage the kill switch" + (" and stop the engine" if hard else ""),
@@ -372,7 +321,7 @@ def _automated(ctx: DrillContext, action: str, run: Callable[[], str]) -> None:
 
 def drill_engine_crash(ctx: DrillContext) -> None:
     _ensure_serving(ctx)
-    client = ctx.hooks.client()
+    client = ctx.hooks.access()
     with Prober(client, ctx.now) as prober:
         crashed = ctx.now()
         _automated(ctx, "crash the engine (SIGKILL, as the OOM killer would)", ctx.hooks.crash_engine)
@@ -396,7 +345,7 @@ def drill_engine_crash(ctx: DrillContext) -> None:
 
 def drill_node_reboot(ctx: DrillContext) -> None:
     _ensure_serving(ctx)
-    client = ctx.hooks.client()
+    client = ctx.hooks.access()
     node = ctx.hooks.nodes()[0]
     with Prober(client, ctx.now) as prober:
         rebooted = ctx.now()
@@ -410,7 +359,7 @@ def drill_node_reboot(ctx: DrillContext) -> None:
 
 def _change_spec(ctx: DrillContext, spec: ServiceSpec, action: str, change: str) -> None:
     target, hooks = ctx.hooks.with_spec(spec)
-    client = hooks.client()
+    client = hooks.access()
     with Prober(client, ctx.now) as prober:
         with ctx.step("human", action, f"triptyque up {hooks.cli_name}  # {change}"):
             target.up(ctx.say)

@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 from triptyque import __version__
 from triptyque.burden.errors import BurdenError
+from triptyque.paths import project_root
 from triptyque.spec import ServiceSpec
 
 LEDGER_FILE = "ledger.sqlite"
@@ -33,7 +34,6 @@ SCHEMA_VERSION = 1
 Kind = Literal["deploy", "down", "drill", "kill", "resume"]
 KINDS: tuple[Kind, ...] = ("deploy", "down", "drill", "kill", "resume")
 Outcome = Literal["ok", "failed"]
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -84,8 +84,9 @@ class Entry:
         return f"ledger #{self.id} ({self.recorded_at[:19]}Z, git {self.git_revision[:12]}{dirty})"
 
 
-def git_revision(root: Path = REPO_ROOT) -> str:
+def git_revision(root: Path | None = None) -> str:
     """HEAD of the checkout, with ``+dirty`` when tracked files differ; ``unknown`` outside git."""
+    root = root or project_root(Path(__file__))
     try:
         head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
                               text=True, timeout=10, check=True).stdout.strip()

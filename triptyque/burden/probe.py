@@ -16,28 +16,12 @@ from dataclasses import dataclass, field
 import httpx
 
 from triptyque.burden.errors import BurdenError
-from triptyque.targets.base import Endpoint
+from triptyque.types import Access
 
 Clock = Callable[[], float]
 
 
-@dataclass(frozen=True)
-class Client:
-    """How drills talk to a target's gateways: their base URLs, an API key, the served model."""
-
-    gateways: list[Endpoint]
-    api_key: str
-    model: str
-
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.api_key}"}
-
-    def body(self, max_tokens: int = 1, stream: bool = False) -> dict[str, object]:
-        return {"model": self.model, "max_tokens": max_tokens, "stream": stream,
-                "messages": [{"role": "user", "content": "drill"}]}
-
-
-def one_request(http: httpx.Client, url: str, client: Client) -> int:
+def one_request(http: httpx.Client, url: str, client: Access) -> int:
     """Status of one short chat request; 0 when the gateway cannot be reached."""
     try:
         return http.post(f"{url}/v1/chat/completions", json=client.body(), headers=client.headers()).status_code
@@ -45,7 +29,7 @@ def one_request(http: httpx.Client, url: str, client: Client) -> int:
         return 0
 
 
-def first_token(client: Client, clock: Clock, timeout: float = 120.0) -> dict[str, float]:
+def first_token(client: Access, clock: Clock, timeout: float = 120.0) -> dict[str, float]:
     """For each gateway, the clock time at which the first streamed token arrived."""
     seen: dict[str, float] = {}
     with httpx.Client(timeout=timeout) as http:
@@ -72,7 +56,7 @@ def _carries_token(line: str) -> bool:
     return False
 
 
-def wait_for_status(client: Client, clock: Clock, wanted: Callable[[int], bool], what: str,
+def wait_for_status(client: Access, clock: Clock, wanted: Callable[[int], bool], what: str,
                     timeout: float, interval: float = 0.05) -> dict[str, float]:
     """Poll every gateway with real requests until ``wanted(status)``; the clock time for each."""
     reached: dict[str, float] = {}
@@ -91,15 +75,15 @@ def wait_for_status(client: Client, clock: Clock, wanted: Callable[[int], bool],
     return reached
 
 
-def wait_refused(client: Client, clock: Clock, timeout: float = 30.0) -> dict[str, float]:
+def wait_refused(client: Access, clock: Clock, timeout: float = 30.0) -> dict[str, float]:
     return wait_for_status(client, clock, lambda s: s == 503, "refusing (503)", timeout)
 
 
-def wait_serving(client: Client, clock: Clock, timeout: float = 600.0) -> dict[str, float]:
+def wait_serving(client: Access, clock: Clock, timeout: float = 600.0) -> dict[str, float]:
     return wait_for_status(client, clock, lambda s: s == 200, "serving (200)", timeout, interval=0.25)
 
 
-def wait_not_ready(client: Client, clock: Clock, timeout: float = 60.0) -> dict[str, float]:
+def wait_not_ready(client: Access, clock: Clock, timeout: float = 60.0) -> dict[str, float]:
     """Until each gateway's /readyz stops answering 200: the gateway has noticed the failure."""
     reached: dict[str, float] = {}
     deadline = time.monotonic() + timeout
@@ -128,7 +112,7 @@ class Prober:
     longest outage (from the first failure to the next success) on any gateway.
     """
 
-    client: Client
+    client: Access
     clock: Clock
     interval: float = 0.25
     samples: list[tuple[str, float, int]] = field(default_factory=list)

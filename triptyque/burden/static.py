@@ -326,7 +326,7 @@ def _manifests(root: Path, target: str, rendered: Path | None, burden: TargetBur
         from triptyque.spec import load_spec
 
         config = load_stack_config(root, target)
-        spec = load_spec(root / config.spec, target=target)  # type: ignore[arg-type]
+        spec = load_spec(root / config.spec, target=target)
         objects = render(spec, config)
     except (TriptyqueError, ImportError) as exc:
         burden.missing.append(f"manifests not rendered ({folder} is empty and rendering here failed: "

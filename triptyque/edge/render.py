@@ -11,8 +11,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from triptyque.edge.bundle import Manifest, default_device
-from triptyque.engine import engine_args
+from triptyque.edge.bundle import Manifest
+from triptyque.engine import DEVICES, default_device, engine_args
 from triptyque.gateway.settings import settings_from_spec
 from triptyque.spec import ServiceSpec
 
@@ -72,7 +72,9 @@ def render_vars(
         "triptyque_engine_device": default_device(spec),
         "triptyque_engine_version": spec.engine.version,
         "triptyque_engine_port": spec.engine.port,
-        "triptyque_engine_args": engine_args(spec, model=NODE_MODEL_DIR),
+        # One argv per engine build: a node runs the one of the device its inventory gives it.
+        "triptyque_engine_args": {device: engine_args(spec, model=NODE_MODEL_DIR, device=device)
+                                  for device in DEVICES},
         "triptyque_engine_env": dict(spec.engine.env),
         "triptyque_engine_gpu_count": spec.resources.gpu_count,
         "triptyque_engine_memory_mib": quantity_mib(spec.resources.memory),

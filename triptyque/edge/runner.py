@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from triptyque.errors import MissingToolError, TargetError
-from triptyque.targets.base import Progress
+from triptyque.types import Progress
 
 PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
 

@@ -1,37 +1,21 @@
-"""Append-only audit log of kill-switch actions, hash-chained so tampering shows.
+"""Where the kill switch's audit chain is stored: one protocol, one sink per backend.
 
-Each line is one JSON object. ``hash`` is the SHA-256 of the entry's canonical JSON
-(sorted keys, without ``hash``), and ``prev`` is the previous entry's ``hash``
-(``GENESIS`` for the first). Editing, reordering or deleting an entry breaks the
-chain at that line; the state file records the last hash, so cutting the tail shows
-too.
+The chain itself (hashes, order, verification) is ``chain.py``; a sink only keeps the
+lines. ``AuditLog`` is the file sink of the local and edge targets; the ConfigMap sink
+of the Kubernetes targets is in ``state_k8s.py``.
 """
 
 from __future__ import annotations
 
 import fcntl
-import hashlib
-import json
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from triptyque.errors import AuditError
-
-GENESIS = "0" * 64
-
-
-def entry_hash(entry: dict[str, Any]) -> str:
-    body = {k: v for k, v in entry.items() if k != "hash"}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class Verified:
-    entries: int
-    head: str
+from triptyque.gateway import chain
+from triptyque.gateway.chain import Verified
 
 
 class AuditSink(Protocol):
@@ -42,6 +26,8 @@ class AuditSink(Protocol):
     def append(self, **fields: Any) -> dict[str, Any]: ...
 
     def head(self) -> str | None: ...
+
+    def verify(self, expected_head: str | None = None) -> Verified: ...
 
 
 class AuditLog:
@@ -60,14 +46,10 @@ class AuditLog:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o640)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            prev, seq = GENESIS, 0
             with open(fd, "rb", closefd=False) as reader:
-                for line in reader:
-                    if line.strip():
-                        prev, seq = json.loads(line)["hash"], seq + 1
-            entry: dict[str, Any] = {"seq": seq + 1, "ts": time.time(), **fields, "prev": prev}
-            entry["hash"] = entry_hash(entry)
-            data = (json.dumps(entry, sort_keys=True) + "\n").encode()
+                lines = [line.decode("utf-8", "replace") for line in reader if line.strip()]
+            entry, text = chain.next_entry(lines, str(self.path), time.time(), fields)
+            data = (text + "\n").encode()
             size = os.fstat(fd).st_size
             try:
                 written = 0
@@ -81,49 +63,25 @@ class AuditLog:
             os.close(fd)
         return entry
 
-    def head(self) -> str | None:
-        """The last entry's hash, or None when the log is empty or missing (not verified)."""
-        try:
-            lines = [ln for ln in self.path.read_text(encoding="utf-8").splitlines() if ln.strip()]
-        except FileNotFoundError:
-            return None
-        if not lines:
-            return None
-        try:
-            return str(json.loads(lines[-1])["hash"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise AuditError(f"{self.path}: last line is not a valid entry ({exc})") from None
-
-    def verify(self, expected_head: str | None = None) -> Verified:
-        """Walk the chain; raise AuditError naming the first bad line."""
+    def _lines(self) -> list[str]:
         try:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
-            raise AuditError(f"{self.path}: no audit log here") from None
+            return []
         except UnicodeDecodeError:
             raise AuditError(f"{self.path}: not UTF-8 text; the file was altered") from None
-        prev, count = GENESIS, 0
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            where = f"{self.path}:{number}"
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                raise AuditError(f"{where}: entry is not valid JSON; the log was altered") from None
-            if not isinstance(entry, dict) or "hash" not in entry:
-                raise AuditError(f"{where}: entry has no hash; the log was altered")
-            if entry.get("prev") != prev:
-                raise AuditError(
-                    f"{where}: entry seq={entry.get('seq')} does not follow the previous entry "
-                    "(an entry was removed, inserted or reordered)"
-                )
-            if entry_hash(entry) != entry["hash"]:
-                raise AuditError(f"{where}: entry seq={entry.get('seq')} was modified after it was written")
-            prev, count = entry["hash"], count + 1
-        if expected_head is not None and expected_head != prev:
-            raise AuditError(
-                f"{self.path}: the log ends at {prev[:12]} but the kill-switch state records "
-                f"{expected_head[:12]}: entries were cut from the end"
-            )
-        return Verified(entries=count, head=prev)
+        return [line for line in text.splitlines() if line.strip()]
+
+    def head(self) -> str | None:
+        """The last entry's hash, or None when the log is empty or missing (not verified)."""
+        return chain.head(self._lines(), str(self.path))
+
+    def verify(self, expected_head: str | None = None) -> Verified:
+        """Walk the chain; raise AuditError naming the first bad line."""
+        if not self.path.exists():
+            raise AuditError(f"{self.path}: no audit log here")
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise AuditError(f"{self.path}: not UTF-8 text; the file was altered") from None
+        return chain.verify(text.splitlines(), lambda n: f"{self.path}:{n}", str(self.path), expected_head)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 _TYPES = {
@@ -38,3 +39,17 @@ def error_response(
 def sse_error(message: str, code: str, status: int = 503) -> bytes:
     """The last event of a stream the gateway had to cut."""
     return b"data: " + json.dumps(error_body(status, message, code)).encode() + b"\n\ndata: [DONE]\n\n"
+
+
+class Refusal(Exception):
+    """A request the gateway will not serve: the status, the message and the code it answers."""
+
+    def __init__(self, status: int, message: str, code: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.message, self.code, self.headers = status, message, code, headers
+
+
+def refusal_response(request: Request, refusal: Refusal) -> JSONResponse:
+    """A ``Refusal`` as the JSON answer to ``request``."""
+    return error_response(refusal.status, refusal.message, refusal.code,
+                          request_id=request.state.request_id, headers=refusal.headers)

@@ -16,9 +16,13 @@ from collections.abc import Callable
 
 from triptyque.errors import AuditError, StateError
 from triptyque.gateway.audit import AuditSink
-from triptyque.gateway.state import FAIL_CLOSED_OPERATOR, FAIL_CLOSED_PREFIX, KillState, StateStore
+from triptyque.gateway.state import KillState, StateStore, Unreadable
 
 log = logging.getLogger("triptyque.gateway.killswitch")
+
+
+# Who the state names while the switch fails closed on its own (no operator decided it).
+FAIL_CLOSED_BY = "triptyque"
 
 
 class PersistError(Exception):
@@ -51,6 +55,12 @@ class KillSwitch:
     def engaged(self) -> bool:
         return self.state.engaged
 
+    def stopped_message(self) -> str:
+        """What a refused client is told while the switch is engaged."""
+        who = f" by {self.state.operator}" if self.state.operator else ""
+        why = f": {self.state.reason}" if self.state.reason else ""
+        return f"Service stopped by operator decision{who}{why}. Nothing is served until it is resumed."
+
     def on_engage(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Call ``callback`` when the switch engages (soon, if it is engaged now); returns its remover.
 
@@ -72,7 +82,7 @@ class KillSwitch:
     def _fail_closed(self, why: str) -> None:
         self.fail_closed_reason = why
         log.error("kill switch fails closed: %s", why, extra={"event": "fail_closed"})
-        self._apply(KillState(engaged=True, operator=FAIL_CLOSED_OPERATOR, reason=f"{FAIL_CLOSED_PREFIX}{why}",
+        self._apply(KillState(engaged=True, operator=FAIL_CLOSED_BY, reason=f"fail-closed: {why}",
                               changed_at=self._clock()))
 
     def start(self, watch_interval: float | None = 0.5) -> None:
@@ -106,13 +116,13 @@ class KillSwitch:
                 await self._watcher
 
     async def _follow(self, interval: float) -> None:
-        async for stored in self.store.watch(interval):
+        async for observed in self.store.watch(interval):
             async with self._lock:
+                if isinstance(observed, Unreadable):
+                    self._fail_closed(observed.reason)
+                    continue
+                stored = observed.state
                 if stored is not None and stored != self.state:
-                    reason = stored.reason or ""
-                    if stored.operator == FAIL_CLOSED_OPERATOR and reason.startswith(FAIL_CLOSED_PREFIX):
-                        self._fail_closed(reason.removeprefix(FAIL_CLOSED_PREFIX))
-                        continue
                     if stored.audit_head == self._known_head:
                         # Seen late: what this process wrote itself. Never let it undo a kill
                         # that holds in memory because its own save failed.

@@ -13,15 +13,13 @@ import json
 import os
 import tempfile
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from triptyque.errors import StateError
-
-# How a store reports a state it could not read: the kill switch fails closed on it.
-FAIL_CLOSED_OPERATOR, FAIL_CLOSED_PREFIX = "triptyque", "fail-closed: "
 
 
 class KillState(BaseModel):
@@ -34,6 +32,23 @@ class KillState(BaseModel):
     audit_head: str | None = None
 
 
+@dataclass(frozen=True)
+class Loaded:
+    """What a store read: the stored state, or None when nothing was ever stored."""
+
+    state: KillState | None
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """The store cannot vouch for any state (corrupt, deleted, unreachable): fail closed."""
+
+    reason: str
+
+
+Observed = Loaded | Unreadable
+
+
 class StateStore(Protocol):
     def describe(self) -> str:
         """Where the state lives, for messages."""
@@ -44,8 +59,8 @@ class StateStore(Protocol):
     def save(self, state: KillState) -> None:
         """Store atomically; StateError when it cannot be written (nothing half-written)."""
 
-    def watch(self, interval: float) -> AsyncIterator[KillState | None]:
-        """Yield the stored state each time another writer changes it."""
+    def watch(self, interval: float) -> AsyncIterator[Observed]:
+        """Yield what is stored each time another writer changes it."""
 
 
 class FileStateStore:
@@ -100,7 +115,7 @@ class FileStateStore:
             return None
         return (st.st_ino, st.st_mtime_ns, st.st_size)
 
-    async def watch(self, interval: float) -> AsyncIterator[KillState | None]:
+    async def watch(self, interval: float) -> AsyncIterator[Observed]:
         last = self._signature()
         while True:
             await asyncio.sleep(interval)
@@ -108,8 +123,6 @@ class FileStateStore:
             if current != last:
                 last = current
                 try:
-                    stored = self.load()
+                    yield Loaded(self.load())
                 except StateError as exc:
-                    stored = KillState(engaged=True, operator=FAIL_CLOSED_OPERATOR,
-                                       reason=f"{FAIL_CLOSED_PREFIX}{exc}")
-                yield stored
+                    yield Unreadable(str(exc))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -27,7 +27,7 @@ from triptyque.errors import TargetError
 from triptyque.spec import KeyName, Quantity
 
 StackTarget = Literal["onprem", "cloud", "cloud-vm"]
-STACK_TARGETS: tuple[StackTarget, ...] = ("onprem", "cloud", "cloud-vm")
+STACK_TARGETS: tuple[StackTarget, ...] = get_args(StackTarget)
 NAMESPACE = "triptyque"
 
 # Scaleway's regions in the European Union and their zones.
@@ -240,15 +240,7 @@ def parse_stack_config(values: dict[str, Any], where: str) -> StackConfig:
         raise TargetError(_problems(exc, where)) from None
 
 
-def project_root(start: Path | None = None) -> Path:
-    """The checkout holding Pulumi.yaml and stacks/ (the current folder or one above it)."""
-    here = (start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / "Pulumi.yaml").is_file() and (folder / "stacks").is_dir():
-            return folder
-    raise TargetError(
-        f"no Pulumi.yaml with a stacks/ folder in {here} or above: run triptyque from its checkout"
-    )
+
 
 
 def stack_file(root: Path, stack: str) -> Path:

@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from triptyque.engine import engine_args
 from triptyque.errors import TargetError
 from triptyque.k8s.config import StackConfig
 from triptyque.k8s.names import CACHE_DIR, HTTP, MODELS_DIR, Names
@@ -62,27 +63,9 @@ def model_files(spec: ServiceSpec) -> dict[str, bytes] | None:
     return files
 
 
-def _model_reference(spec: ServiceSpec) -> tuple[str, list[str]]:
-    if spec.model_is_local:
-        return f"{MODELS_DIR}/{Path(spec.model.source).name}", []
-    return spec.model.source, ["--revision", spec.model.revision]
-
-
-def engine_args(spec: ServiceSpec) -> list[str]:
-    model, revision = _model_reference(spec)
-    engine = spec.engine
-    return [
-        "--model", model, *revision,
-        "--served-model-name", spec.model.served_name,
-        "--host", "0.0.0.0",
-        "--port", str(engine.port),
-        "--max-model-len", str(engine.max_model_len),
-        "--dtype", engine.dtype,
-        "--gpu-memory-utilization", str(engine.gpu_memory_utilization),
-        "--tensor-parallel-size", str(engine.tensor_parallel_size),
-        "--load-format", engine.load_format,
-        *engine.extra_args,
-    ]
+def _model_path(spec: ServiceSpec) -> str | None:
+    """Where the engine container reads a local model folder (its ConfigMap's mount)."""
+    return f"{MODELS_DIR}/{Path(spec.model.source).name}" if spec.model_is_local else None
 
 
 def _resources(spec: ServiceSpec) -> dict[str, Any]:
@@ -147,8 +130,8 @@ def engine_deployment(
         "name": "vllm",
         "image": image,
         "imagePullPolicy": "IfNotPresent",
-        "command": ["python3", "-m", "vllm.entrypoints.openai.api_server"],
-        "args": engine_args(spec),
+        "command": ["python3"],
+        "args": engine_args(spec, host="0.0.0.0", model=_model_path(spec)),
         "env": _env(spec, config),
         "ports": [{"name": HTTP, "containerPort": spec.engine.port, "protocol": "TCP"}],
         "resources": _resources(spec),

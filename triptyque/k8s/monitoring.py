@@ -6,7 +6,7 @@ from typing import Any
 
 from triptyque.k8s.config import StackConfig
 from triptyque.k8s.names import HTTP, Component, Names
-from triptyque.spec import ServiceSpec, TargetName
+from triptyque.spec import ServiceSpec
 
 
 def _service_monitor(
@@ -41,7 +41,6 @@ def monitoring_objects(spec: ServiceSpec, config: StackConfig, names: Names) -> 
     from triptyque.monitoring.config import JOB_ENGINE, JOB_GATEWAY, NODE_LABEL
     from triptyque.monitoring.rules import rule_groups
 
-    target: TargetName = "cloud" if config.target == "cloud" else "onprem"
     rule_metadata = names.metadata(names.app, "gateway")
     rule_metadata["labels"].update(config.monitoring.labels)
     return [
@@ -51,6 +50,6 @@ def monitoring_objects(spec: ServiceSpec, config: StackConfig, names: Names) -> 
             "apiVersion": "monitoring.coreos.com/v1",
             "kind": "PrometheusRule",
             "metadata": rule_metadata,
-            "spec": {"groups": rule_groups(spec, target)},
+            "spec": {"groups": rule_groups(spec, config.target)},
         },
     ]

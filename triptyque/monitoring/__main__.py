@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from triptyque.errors import TriptyqueError
-from triptyque.monitoring import config, generate, metrics
+from triptyque.monitoring import capture, config, generate, metrics
 from triptyque.spec import DEFAULT_SPEC, load_spec
 
 
@@ -32,7 +32,7 @@ def _generate(args: argparse.Namespace) -> int:
 
 def _capture(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec, target="local")
-    text = metrics.CAPTURES[args.source](spec, args.port)
+    text = capture.CAPTURES[args.source](spec, args.port)
     path = metrics.write_list(args.root, args.source, metrics.parse_exposition(text))
     print(path)
     return 0
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--check", action="store_true", help="only report stale files")
     gen.set_defaults(run=_generate)
     cap = commands.add_parser("capture", help="record the metric names a real process exposes")
-    cap.add_argument("source", choices=sorted(metrics.CAPTURES))
+    cap.add_argument("source", choices=sorted(capture.CAPTURES))
     cap.add_argument("--port", type=int, default=28001, help="port for the started process")
     cap.set_defaults(run=_capture)
     args = parser.parse_args(argv)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
 
-from triptyque.spec import TargetName
+from triptyque.kinds import TargetName
 
 Severity = Literal["critical", "warning"]
 
@@ -176,6 +176,7 @@ PROFILES: MappingProxyType[TargetName, Profile] = MappingProxyType({
     "edge": PRODUCTION,
     "onprem": PRODUCTION,
     "cloud": PRODUCTION,
+    "cloud-vm": PRODUCTION,
 })
 
 # The checked-in files under monitoring/ are rendered for this target; the other

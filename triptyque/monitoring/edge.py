@@ -17,9 +17,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from triptyque.kinds import TargetName
 from triptyque.monitoring import files, prometheus, rulefiles
 from triptyque.monitoring.config import JOB_ENGINE, JOB_GATEWAY, JOB_NODE, NODE_EXPORTER_PORT
-from triptyque.spec import ServiceSpec, TargetName
+from triptyque.spec import ServiceSpec
 
 TARGET: TargetName = "edge"
 

@@ -17,9 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from triptyque.kinds import TargetName
 from triptyque.monitoring import files, prometheus, rulefiles
 from triptyque.monitoring.config import JOB_ENGINE, JOB_GATEWAY
-from triptyque.spec import ServiceSpec, TargetName
+from triptyque.spec import ServiceSpec
 
 NODE = "local"
 TARGET: TargetName = "local"

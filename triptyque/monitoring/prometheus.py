@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from triptyque.kinds import TargetName
 from triptyque.monitoring import config
 from triptyque.monitoring.config import NODE_LABEL, Profile
-from triptyque.spec import ServiceSpec, TargetName
+from triptyque.spec import ServiceSpec
 
 WEBHOOK_RECEIVER = "webhook"
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from triptyque.kinds import TargetName
 from triptyque.monitoring import files, rules
-from triptyque.spec import ServiceSpec, TargetName
+from triptyque.spec import ServiceSpec
 
 RECORDING_FILE = "triptyque.rules.yaml"
 ALERTING_FILE = "triptyque.alerts.yaml"

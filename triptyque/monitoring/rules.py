@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from triptyque.kinds import TargetName
 from triptyque.monitoring import config
 from triptyque.monitoring.config import (
     API_ROUTE_MATCHER,
@@ -34,7 +35,7 @@ from triptyque.monitoring.config import (
     BurnWindow,
     Profile,
 )
-from triptyque.spec import ServiceSpec, TargetName
+from triptyque.spec import ServiceSpec
 
 Rule = dict[str, Any]
 Group = dict[str, Any]

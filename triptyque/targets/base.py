@@ -4,41 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import httpx
 
-Progress = Callable[[str], None]
-AdminAction = Literal["kill", "resume"]
+from triptyque.spec import ServiceSpec
+from triptyque.types import AdminAction, Endpoint, NodeReport, Progress
 
-
-@dataclass(frozen=True)
-class Endpoint:
-    name: str
-    url: str
-
-
-@dataclass
-class NodeReport:
-    """One node's (or replica's) answer to a status, kill or resume call."""
-
-    node: str
-    url: str
-    reachable: bool
-    engaged: bool | None = None
-    ready: bool | None = None
-    seconds: float = 0.0
-    detail: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+if TYPE_CHECKING:
+    from triptyque.targets.hooks import DrillHooks
 
 
 class Target(Protocol):
+    """A deployment of the service on one kind of target (``triptyque.kinds``)."""
+
     name: str
+    spec: ServiceSpec
 
     def up(self, progress: Progress) -> list[Endpoint]: ...
 
@@ -49,6 +30,17 @@ class Target(Protocol):
     def kill(self, operator: str, reason: str, *, hard: bool = False) -> list[NodeReport]: ...
 
     def resume(self, operator: str, reason: str, progress: Progress | None = None) -> list[NodeReport]: ...
+
+    def drill_hooks(self) -> DrillHooks:
+        """What drills need beyond this protocol; TargetError where drills cannot run here
+        (the kind's ``Capability.DRILLS`` says which ahead of time)."""
+        ...
+
+
+class PlannedTarget(Target, Protocol):
+    """A target deployed by the Pulumi program, which can show its plan (``Capability.PREVIEW``)."""
+
+    def preview(self, progress: Progress) -> str: ...
 
 
 async def _admin_one(

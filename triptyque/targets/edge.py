@@ -20,11 +20,14 @@ import asyncio
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from triptyque.targets.edge_hooks import EdgeHooks
 
 from triptyque.edge.bundle import (
-    Device,
     Manifest,
     build_for_spec,
     default_cache_dir,
@@ -33,10 +36,12 @@ from triptyque.edge.bundle import (
 from triptyque.edge.inventory import EdgeNode, read_inventory
 from triptyque.edge.render import render_vars
 from triptyque.edge.runner import RunSummary, ansible_tool, require_success, run_playbook
+from triptyque.engine import Device
 from triptyque.errors import TargetError
 from triptyque.keys import deployment_secrets, hash_key
 from triptyque.spec import ServiceSpec
-from triptyque.targets.base import Endpoint, NodeReport, Progress, admin_fleet, status_fleet
+from triptyque.targets.base import admin_fleet, status_fleet
+from triptyque.types import Endpoint, NodeReport, Progress
 
 API_KEY_NAME = "edge"
 ADMIN_KEY_NAME = "edge-admin"
@@ -64,6 +69,12 @@ class EdgeTarget:
     def nodes(self) -> list[EdgeNode]:
         return read_inventory(self.inventory, self.spec.gateway.port,
                               ansible_inventory=ansible_tool("ansible-inventory"))
+
+    def drill_hooks(self, reboot: Callable[[str], str] | None = None) -> EdgeHooks:
+        """``reboot`` replaces the Ansible reboot (a test-fleet node cannot reboot itself)."""
+        from triptyque.targets.edge_hooks import EdgeHooks
+
+        return EdgeHooks(self, reboot)
 
     def gateways(self) -> list[Endpoint]:
         return [Endpoint(node.name, node.gateway_url) for node in self.nodes()]

@@ -20,8 +20,12 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
+
+if TYPE_CHECKING:
+    from triptyque.targets.local_hooks import LocalHooks
 
 from triptyque.engine import engine_args
 from triptyque.errors import MissingToolError, TargetError
@@ -29,8 +33,9 @@ from triptyque.gateway.settings import settings_from_spec
 from triptyque.keys import deployment_secrets, hash_key
 from triptyque.monitoring.local import render as render_monitoring
 from triptyque.spec import ServiceSpec
-from triptyque.targets.base import Endpoint, NodeReport, Progress, admin_fleet, status_fleet
+from triptyque.targets.base import admin_fleet, status_fleet
 from triptyque.targets.processes import ProcessTable, ensure_port_free
+from triptyque.types import Endpoint, NodeReport, Progress
 
 ENGINE_START_TIMEOUT = 600.0
 SERVICES = ("engine", "gateway", "webhook", "alertmanager", "prometheus")
@@ -66,6 +71,11 @@ class LocalTarget:
         self.ports = ports or LocalPorts()
         self.processes = ProcessTable(root / "run", root / "logs")
         self.state_dir = root / "state"
+
+    def drill_hooks(self) -> LocalHooks:
+        from triptyque.targets.local_hooks import LocalHooks
+
+        return LocalHooks(self)
 
     # ---- endpoints and secrets -----------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """A FAKE Kubernetes API server: the small subset the kill switch and the target use.
 
 This is not Kubernetes. It speaks, over real HTTP on 127.0.0.1, the requests
-triptyque sends, with the semantics they rely on:
+triptyque sends through the official ``kubernetes`` client (whose models refuse
+objects a real API server would never send), with the semantics they rely on:
 
 - ConfigMaps: GET and PUT one object, with resourceVersion preconditions (409 on a
   stale version) and a bearer token (401) and per-name authorisation (403);
@@ -197,8 +198,11 @@ class FakeApiServer:
         refused = self._authorised(request)
         if refused is not None:
             return refused
+        # A real pod always has containers: the official client refuses a PodSpec without them
+        # (the hand-written client never noticed this fake was laxer than Kubernetes).
         items = [{"metadata": {"name": name, "namespace": self.namespace},
-                  "spec": {"nodeName": f"node-{index}"}}
+                  "spec": {"nodeName": f"node-{index}",
+                           "containers": [{"name": "gateway", "image": "gateway"}]}}
                  for index, name in enumerate(sorted(self.pods))]
         return JSONResponse({"kind": "PodList", "apiVersion": "v1", "items": items,
                              "metadata": {"resourceVersion": str(self._version)}})

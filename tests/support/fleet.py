@@ -420,10 +420,10 @@ def fleet(size: int, cache_dir: Path) -> Iterator[Fleet]:
 
 
 def main() -> None:
-    """Keep a fleet up by hand: python -m tests.edge.fleet --nodes 2 --inventory inv.yml."""
+    """Keep a fleet up by hand: python -m tests.support.fleet --nodes 2 --inventory inv.yml."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m tests.edge.fleet")
+    parser = argparse.ArgumentParser(prog="python -m tests.support.fleet")
     parser.add_argument("--nodes", type=int, default=2)
     parser.add_argument("--inventory", type=Path, required=True)
     parser.add_argument("--firewalled", type=int, nargs="*", default=[1])

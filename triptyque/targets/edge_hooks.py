@@ -1,4 +1,4 @@
-"""Drill hooks for the edge target (triptyque.targets.edge.EdgeTarget).
+"""Drill hooks of the edge target (``EdgeTarget.drill_hooks()``).
 
 What the phases mean on edge, read from the rollout's own progress (Ansible task names):
     infra_ready       every node passed preflight over SSH (first "Install |" task starts)
@@ -22,14 +22,18 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import httpx
 
-from triptyque.burden.drills import DrillHooks
-from triptyque.burden.probe import Client
+from triptyque.edge.runner import ansible_tool
 from triptyque.errors import TargetError
 from triptyque.spec import ServiceSpec
-from triptyque.targets.base import Target
+from triptyque.targets.hooks import DrillHooks
+from triptyque.types import Access
+
+if TYPE_CHECKING:
+    from triptyque.targets.edge import EdgeTarget
 
 ENGINE_UNIT = "triptyque-engine.service"
 
@@ -41,15 +45,12 @@ class EdgeHooks(DrillHooks):
     can_reboot_node = True
     can_change_spec = True
 
-    def __init__(self, target: Target, reboot: Callable[[str], str] | None = None) -> None:
-        from triptyque.targets.edge import EdgeTarget
-
-        assert isinstance(target, EdgeTarget)
-        self.target: EdgeTarget = target
+    def __init__(self, target: EdgeTarget, reboot: Callable[[str], str] | None = None) -> None:
+        self.target = target
         self._reboot = reboot
 
-    def client(self) -> Client:
-        return Client(self.target.gateways(), self.target.secrets()["api_key"], self.target.spec.model.served_name)
+    def access(self) -> Access:
+        return Access(self.target.gateways(), self.target.secrets()["api_key"], self.target.spec.model.served_name)
 
     def deployed(self) -> bool:
         if not (self.target.root / "secrets.json").exists():
@@ -66,8 +67,6 @@ class EdgeHooks(DrillHooks):
         return {r"^Install \|": "infra_ready", r"^Configure \|": "engine_installed"}
 
     def _ad_hoc(self, node: str, module: str, args: str, timeout: float = 600) -> str:
-        from triptyque.edge.runner import ansible_tool
-
         argv = [ansible_tool("ansible"), "-i", str(self.target.inventory), node, "--become", "-m", module, "-a", args]
         done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
         if done.returncode != 0:
@@ -90,7 +89,7 @@ class EdgeHooks(DrillHooks):
             return self._reboot(node)
         return self._ad_hoc(node, "ansible.builtin.reboot", "reboot_timeout=900", timeout=960)
 
-    def with_spec(self, spec: ServiceSpec) -> tuple[Target, DrillHooks]:
+    def with_spec(self, spec: ServiceSpec) -> tuple[EdgeTarget, DrillHooks]:
         from triptyque.targets.edge import EdgeTarget
 
         target = EdgeTarget(spec, self.target.root, self.target.inventory,
@@ -103,12 +102,3 @@ class EdgeHooks(DrillHooks):
         after = before - 64 if before > 128 else before + 64
         changed = spec.model_copy(update={"engine": spec.engine.model_copy(update={"max_model_len": after})})
         return changed, f"engine configuration: max_model_len {before} -> {after}"
-
-
-def edge_hooks(target: Target, reboot: Callable[[str], str] | None = None) -> DrillHooks | None:
-    """EdgeHooks for an EdgeTarget, None for any other target."""
-    try:
-        from triptyque.targets.edge import EdgeTarget
-    except ImportError:
-        return None
-    return EdgeHooks(target, reboot) if isinstance(target, EdgeTarget) else None
