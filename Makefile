@@ -17,9 +17,10 @@ test: system-deps venv  ## the whole suite, real engine included
 bench: venv  ## gateway overhead vs vLLM and a fake engine, kill-switch timing (incl. the edge fleet), overload (~11 min)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
-lint: venv
-	$(BIN)/ruff check triptyque tests bench
+lint: venv  ## ruff, mypy (package, tests, bench) and the layer contract in pyproject.toml
+	$(BIN)/ruff check triptyque tests bench stacks
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 system-deps:
 	scripts/system-deps.sh $(if $(filter demo,$(MAKECMDGOALS)),demo,test)

@@ -19,12 +19,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import httpx
+import psutil
 
 from triptyque.gateway.settings import GatewaySettings
 from triptyque.keys import hash_key
 from triptyque.paths import project_root
 from triptyque.spec import KillSwitch, Limits
+from triptyque.wait import wait_http as triptyque_wait_http
 
 ROOT = project_root(Path(__file__))
 
@@ -44,15 +45,12 @@ def gateway_settings(port: int, upstream_port: int, state_dir: Path, **limits: A
 
 
 def wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
+    def exited() -> str | None:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"{proc.args!r} exited with {proc.returncode} before {url} answered")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return time.monotonic() - started
-        time.sleep(0.05)
-    raise TimeoutError(f"{url} did not answer 200 within {timeout:.0f} s")
+        return None
+
+    return triptyque_wait_http(url, timeout=timeout, interval=0.05, abort=exited)
 
 
 class PortPool:
@@ -182,14 +180,11 @@ def baseline_tree(commit: str, into: Path) -> Path:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of one process so far, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User plus system CPU time of one process so far."""
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
 
 
 def rss_bytes(pid: int) -> int:
-    """Resident memory of one process (not its children), from /proc."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
+    """Resident memory of one process (not its children)."""
+    return int(psutil.Process(pid).memory_info().rss)

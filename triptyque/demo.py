@@ -15,6 +15,7 @@ from triptyque.gateway.audit import AuditLog
 from triptyque.gateway.state import FileStateStore
 from triptyque.targets.local import LocalTarget
 from triptyque.types import Progress
+from triptyque.wait import WaitTimeout, wait_until
 
 
 def prometheus_value(base_url: str, query: str) -> float | None:
@@ -24,14 +25,18 @@ def prometheus_value(base_url: str, query: str) -> float | None:
 
 
 def wait_for_prometheus(base_url: str, query: str, expected: float, timeout: float = 30.0) -> float:
-    deadline = time.monotonic() + timeout
-    value = None
-    while time.monotonic() < deadline:
-        value = prometheus_value(base_url, query)
-        if value == expected:
-            return value
-        time.sleep(0.5)
-    raise TargetError(f"Prometheus did not see {query} == {expected} within {timeout:.0f} s (last: {value})")
+    seen: list[float | None] = [None]
+
+    def reached() -> bool:
+        seen[0] = prometheus_value(base_url, query)
+        return seen[0] == expected
+
+    try:
+        wait_until(reached, timeout=timeout, what=f"Prometheus seeing {query} == {expected}", interval=0.5)
+    except WaitTimeout:
+        raise TargetError(f"Prometheus did not see {query} == {expected} within {timeout:.0f} s "
+                          f"(last: {seen[0]})") from None
+    return expected
 
 
 def run_demo(target: LocalTarget, console: Console, progress: Callable[[], Any]) -> None:

@@ -57,8 +57,10 @@ def http_ok(url: str, *, timeout: float = 2.0) -> Callable[[], bool]:
 
 
 def wait_http(url: str, *, timeout: float, interval: float = 0.1,
-              abort: Callable[[], str | None] | None = None) -> float:
+              abort: Callable[[], str | None] | None = None,
+              on_wait: Callable[[float], None] | None = None) -> float:
     """Wait until ``url`` answers 200; return the seconds it took."""
     started = time.monotonic()
-    wait_until(http_ok(url), timeout=timeout, what=f"{url} answering 200", interval=interval, abort=abort)
+    wait_until(http_ok(url), timeout=timeout, what=f"{url} answering 200", interval=interval, abort=abort,
+               on_wait=on_wait)
     return time.monotonic() - started

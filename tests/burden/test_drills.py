@@ -28,6 +28,7 @@ class BrokenTarget:
     """A target whose deploy always fails, the way a missing tool or a busy port makes it fail."""
 
     name = "broken"
+    spec = load_spec(ROOT / DEFAULT_SPEC, target="local")
 
     def up(self, progress: Progress) -> list[Endpoint]:
         progress("preflight")
@@ -42,8 +43,11 @@ class BrokenTarget:
     def kill(self, operator: str, reason: str, *, hard: bool = False) -> list[NodeReport]:
         return []
 
-    def resume(self, operator: str, reason: str) -> list[NodeReport]:
+    def resume(self, operator: str, reason: str, progress: Progress | None = None) -> list[NodeReport]:
         return []
+
+    def drill_hooks(self) -> DrillHooks:
+        return BrokenHooks()
 
 
 class BrokenHooks(DrillHooks):

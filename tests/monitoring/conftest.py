@@ -10,18 +10,17 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 
 from tests.support import ROOT
 from triptyque.monitoring import config
 from triptyque.spec import DEFAULT_SPEC, ServiceSpec, load_spec
+from triptyque.wait import WaitTimeout, wait_http
 
 MONITORING = ROOT / "monitoring"
 
@@ -84,12 +83,10 @@ def started(argv: list[str], log: Path, **kwargs: Any) -> Iterator[subprocess.Po
 
 
 def wait_until_ok(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"{process.args!r} exited {process.returncode}:\n{log.read_text()[-3000:]}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        time.sleep(0.1)
-    pytest.fail(f"{url} not ready after {timeout}s:\n{log.read_text()[-3000:]}")
+    def exited() -> str | None:
+        return None if process.poll() is None else f"{process.args!r} exited {process.returncode}"
+
+    try:
+        wait_http(url, timeout=timeout, abort=exited)
+    except WaitTimeout as exc:
+        pytest.fail(f"{exc}:\n{log.read_text()[-3000:]}")

@@ -57,7 +57,7 @@ def open_report(html: Path, screenshot: Path) -> Seen:
 def non_blank(screenshot: Path) -> dict[str, float]:
     """How much of the picture is not background, and how many pixels carry the charts' colours."""
     image = Image.open(screenshot).convert("RGB")
-    pixels = list(image.get_flattened_data())
+    pixels: list[tuple[int, int, int]] = list(image.get_flattened_data())  # type: ignore[arg-type]
     inked = sum(1 for p in pixels if sum(p) < 720)
     blue = sum(1 for r, g, b in pixels if abs(r - 0x2F) < 12 and abs(g - 0x66) < 12 and abs(b - 0x90) < 12)
     return {"width": image.width, "height": image.height, "inked": inked / len(pixels), "chart_blue": blue}

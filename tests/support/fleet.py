@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import psutil
 import yaml
 
 DEBIAN_SUITE = "bookworm"
@@ -359,33 +360,25 @@ def _stop_container(pid: int, grace: float = 20.0) -> None:
 
 def _children(pid: int) -> list[int]:
     try:
-        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
+        return [child.pid for child in psutil.Process(pid).children()]
+    except psutil.Error:
         return []
 
 
 def _alive(pid: int) -> bool:
+    with contextlib.suppress(ChildProcessError):
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
     try:
-        with contextlib.suppress(ChildProcessError):
-            if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                return False
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.Error:
         return False
-    return Path(f"/proc/{pid}").exists() and "zombie" not in _proc_state(pid)
-
-
-def _proc_state(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split("\n")[0].lower()
-    except (OSError, IndexError):
-        return "gone"
 
 
 def _is_nspawn(pid: int) -> bool:
     try:
-        return b"systemd-nspawn" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
+        return any("systemd-nspawn" in part for part in psutil.Process(pid).cmdline())
+    except psutil.Error:
         return False
 
 

@@ -90,9 +90,7 @@ class EdgeHooks(DrillHooks):
         return self._ad_hoc(node, "ansible.builtin.reboot", "reboot_timeout=900", timeout=960)
 
     def with_spec(self, spec: ServiceSpec) -> tuple[EdgeTarget, DrillHooks]:
-        from triptyque.targets.edge import EdgeTarget
-
-        target = EdgeTarget(spec, self.target.root, self.target.inventory,
+        target = type(self.target)(spec, self.target.root, self.target.inventory,
                             bundle_dir=self.target.bundle_dir if self.target.prebuilt_bundle else None,
                             cache_dir=self.target.cache_dir)
         return target, EdgeHooks(target, self._reboot)

@@ -22,8 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import httpx
-
 if TYPE_CHECKING:
     from triptyque.targets.local_hooks import LocalHooks
 
@@ -36,6 +34,7 @@ from triptyque.spec import ServiceSpec
 from triptyque.targets.base import admin_fleet, status_fleet
 from triptyque.targets.processes import ProcessTable, ensure_port_free
 from triptyque.types import Endpoint, NodeReport, Progress
+from triptyque.wait import WaitTimeout, wait_http
 
 ENGINE_START_TIMEOUT = 600.0
 SERVICES = ("engine", "gateway", "webhook", "alertmanager", "prometheus")
@@ -71,6 +70,10 @@ class LocalTarget:
         self.ports = ports or LocalPorts()
         self.processes = ProcessTable(root / "run", root / "logs")
         self.state_dir = root / "state"
+
+    def running(self) -> list[str]:
+        """The services of this target whose process is alive."""
+        return [name for name in SERVICES if (p := self.processes.get(name)) and p.alive()]
 
     def drill_hooks(self) -> LocalHooks:
         from triptyque.targets.local_hooks import LocalHooks
@@ -115,7 +118,7 @@ class LocalTarget:
         prometheus = _tool("TRIPTYQUE_PROMETHEUS", "prometheus", "install it with `apt-get install prometheus`")
         alertmanager = _tool("TRIPTYQUE_ALERTMANAGER", "prometheus-alertmanager",
                              "install it with `apt-get install prometheus-alertmanager`")
-        running = [name for name in SERVICES if (p := self.processes.get(name)) and p.alive()]
+        running = self.running()
         if running:
             raise TargetError(f"local target already running ({', '.join(running)}): "
                               "run `triptyque status` or `triptyque down local`")
@@ -187,24 +190,21 @@ class LocalTarget:
                 Endpoint("alerts delivered (file)", str(self.alerts_file))]
 
     def _wait(self, name: str, url: str, timeout: float, progress: Progress) -> None:
-        started = time.monotonic()
-        while True:
+        log = self.root / "logs" / f"{name}.log"
+
+        def exited() -> str | None:
             managed = self.processes.get(name)
-            if managed is None or not managed.alive():
-                log = managed.log if managed else self.root / "logs" / f"{name}.log"
-                tail = managed.tail() if managed else ""
-                raise TargetError(f"{name} exited during start; see {log}. Last lines:\n{tail}")
-            try:
-                if httpx.get(url, timeout=2.0).status_code == 200:
-                    progress(f"{name} ready after {time.monotonic() - started:.1f} s")
-                    return
-            except httpx.HTTPError:
-                pass
-            elapsed = time.monotonic() - started
-            if elapsed > timeout:
-                raise TargetError(f"{name} not ready after {timeout:.0f} s; see {managed.log}")
-            progress(f"waiting for {name} ({elapsed:.0f} s)")
-            time.sleep(0.5)
+            if managed is not None and managed.alive():
+                return None
+            tail = managed.tail() if managed else ""
+            raise TargetError(f"{name} exited during start; see {log}. Last lines:\n{tail}")
+
+        try:
+            waited = wait_http(url, timeout=timeout, interval=0.5, abort=exited,
+                               on_wait=lambda s: progress(f"waiting for {name} ({s:.0f} s)"))
+        except WaitTimeout:
+            raise TargetError(f"{name} not ready after {timeout:.0f} s; see {log}") from None
+        progress(f"{name} ready after {waited:.1f} s")
 
     # ---- down, status, kill ----------------------------------------------------------------
 

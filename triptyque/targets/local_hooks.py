@@ -23,9 +23,13 @@ import re
 import signal
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from triptyque.targets.hooks import DrillHooks
-from triptyque.targets.local import SERVICES, LocalTarget
+
+if TYPE_CHECKING:
+    from triptyque.targets.local import LocalTarget
+
 from triptyque.types import Access, Endpoint, Progress
 
 ENGINE_BANNER = re.compile(r"version \d+\.\d+\.\d+|non-default args")
@@ -62,7 +66,7 @@ class LocalHooks(DrillHooks):
                       self.target.spec.model.served_name)
 
     def deployed(self) -> bool:
-        return any((p := self.target.processes.get(name)) and p.alive() for name in SERVICES)
+        return bool(self.target.running())
 
     def progress_phases(self) -> dict[str, str]:
         return {r"^starting the engine": "infra_ready"}
