@@ -21,10 +21,11 @@ from typing import Any
 
 import psutil
 
-from triptyque.gateway.settings import GatewaySettings
+from triptyque.engine import engine_args
+from triptyque.gateway.settings import AUDIT_FILE, STATE_FILE, GatewaySettings
 from triptyque.keys import hash_key
 from triptyque.paths import project_root
-from triptyque.spec import KillSwitch, Limits
+from triptyque.spec import KillSwitch, Limits, load_spec
 from triptyque.wait import wait_http as triptyque_wait_http
 
 ROOT = project_root(Path(__file__))
@@ -39,8 +40,10 @@ def gateway_settings(port: int, upstream_port: int, state_dir: Path, **limits: A
         port=port, upstream_url=f"http://127.0.0.1:{upstream_port}", served_model="tiny-llama",
         api_keys={"bench": hash_key(API_KEY)}, admin_keys={"ops": hash_key(ADMIN_KEY)},
         limits=Limits(**(base | limits)), kill_switch=KillSwitch(),
-        state_path=state_dir / "killswitch.json", audit_path=state_dir / "audit.jsonl",
+        state_path=state_dir / STATE_FILE, audit_path=state_dir / AUDIT_FILE,
         target="bench", spec_hash="bench",
+        # The fake engine's controls: the gateway forwards only an allowlist of headers.
+        forward_headers=("x-fake-first-byte-delay", "x-fake-token-interval", "x-fake-status"),
     )
 
 
@@ -159,10 +162,7 @@ class Processes:
         raise AssertionError("unreachable")
 
     def vllm(self, port: int, name: str = "vllm") -> subprocess.Popen[bytes]:
-        argv = [sys.executable, "-m", "vllm.entrypoints.openai.api_server",
-                "--model", str(ROOT / "serving" / "tiny-model"), "--load-format", "dummy",
-                "--served-model-name", "tiny-llama", "--host", "127.0.0.1", "--port", str(port),
-                "--max-model-len", "256", "--dtype", "float32", "--enforce-eager"]
+        argv = [sys.executable, *engine_args(load_spec(ROOT / "serving" / "service.yaml", "local"), port=port)]
         proc = self.spawn(name, argv, env={"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_OMP_THREADS_BIND": self.vllm_bind,
                                            "VLLM_NO_USAGE_STATS": "1",
                                            "HF_HUB_OFFLINE": "1"})

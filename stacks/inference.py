@@ -43,6 +43,21 @@ def _ignored_fields(manifest: Manifest) -> list[str]:
     return []
 
 
+# Pulumi waits this much longer than the Deployment's own progress deadline, so the
+# deadline (a clear ProgressDeadlineExceeded) is what fails a stuck rollout.
+TIMEOUT_MARGIN_SECONDS = 120
+
+
+def _custom_timeouts(manifest: Manifest) -> pulumi.CustomTimeouts | None:
+    """pulumi-kubernetes waits 10 minutes for a Deployment by default; a GPU engine may take
+    longer (node, image, weights): wait as long as its progressDeadlineSeconds allows."""
+    deadline = (manifest.get("spec") or {}).get("progressDeadlineSeconds")
+    if manifest["kind"] != "Deployment" or not deadline:
+        return None
+    wait = f"{int(deadline) + TIMEOUT_MARGIN_SECONDS}s"
+    return pulumi.CustomTimeouts(create=wait, update=wait)
+
+
 class InferenceService(pulumi.ComponentResource):
     """Namespace first, then every other object in it; custom resources wait for their CRDs."""
 
@@ -75,6 +90,7 @@ class InferenceService(pulumi.ComponentResource):
         opts = pulumi.ResourceOptions(
             parent=self, provider=provider, depends_on=after,
             ignore_changes=_ignored_fields(manifest) or None,
+            custom_timeouts=_custom_timeouts(manifest),
         )
         name = manifest["metadata"]["name"]
         body = {k: v for k, v in manifest.items() if k not in ("apiVersion", "kind")}

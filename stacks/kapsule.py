@@ -1,4 +1,9 @@
-"""KapsuleCluster: private network, Kapsule cluster (version pinned), system and GPU pools."""
+"""KapsuleCluster: private network, Kapsule cluster (version pinned), system and GPU pools.
+
+Least exposure: the nodes have no public address (they reach the internet, for images
+and model weights, through the private network's public gateway), and the API server
+answers only the operators' networks (apiSourceRanges) and that gateway (Kapsule's ACL).
+"""
 
 from __future__ import annotations
 
@@ -36,6 +41,18 @@ class KapsuleCluster(pulumi.ComponentResource):
             ipv4_subnet=scw.network.PrivateNetworkIpv4SubnetArgs(subnet=config.private_network_subnet),
             tags=tags, opts=child,
         )
+        # The nodes' only way out (and back in for their replies): masquerade through a
+        # public gateway whose IP is ours, so the API server's ACL can name it.
+        self.gateway_ip = scw.network.PublicGatewayIp(
+            f"{name}-egress-ip", zone=config.zone, tags=tags, opts=child)
+        self.gateway = scw.network.PublicGateway(
+            f"{name}-egress", name=f"{spec.name}-egress", type="VPC-GW-S", ip_id=self.gateway_ip.id,
+            zone=config.zone, tags=tags, opts=child)
+        self.gateway_network = scw.network.GatewayNetwork(
+            f"{name}-egress-route", gateway_id=self.gateway.id, private_network_id=self.network.id,
+            enable_masquerade=True,
+            ipam_configs=[scw.network.GatewayNetworkIpamConfigArgs(push_default_route=True)],
+            zone=config.zone, opts=child)
         self.cluster = scw.kubernetes.Cluster(
             name,
             name=spec.name,
@@ -51,6 +68,24 @@ class KapsuleCluster(pulumi.ComponentResource):
             tags=tags,
             opts=child,
         )
+        if not config.api_source_ranges:
+            raise pulumi.RunError(
+                "triptyque:scaleway.apiSourceRanges: list the networks that may reach the "
+                "cluster's API server (where Pulumi and `triptyque kill` run); Kapsule's API "
+                "server is open to the internet otherwise")
+        self.acl = scw.kubernetes.Acl(
+            f"{name}-api-acl", cluster_id=self.cluster.id, region=config.region,
+            acl_rules=[
+                *(scw.kubernetes.AclAclRuleArgs(ip=cidr, description="operators")
+                  for cidr in config.api_source_ranges),
+                scw.kubernetes.AclAclRuleArgs(
+                    ip=self.gateway_ip.address.apply(lambda a: f"{a}/32"),
+                    description="the nodes, through the public gateway"),
+            ],
+            opts=child,
+        )
+        nodes = pulumi.ResourceOptions(parent=self, provider=self.scaleway,
+                                       depends_on=[self.gateway_network])
         system = config.system_pool
         self.system_pool = scw.kubernetes.Pool(
             f"{name}-system",
@@ -62,10 +97,11 @@ class KapsuleCluster(pulumi.ComponentResource):
             max_size=system.max_size,
             autoscaling=True,
             autohealing=True,
+            public_ip_disabled=True,
             region=config.region,
             zone=config.zone,
             tags=tags,
-            opts=child,
+            opts=nodes,
         )
         gpu = config.gpu_pool
         self.gpu_pool = scw.kubernetes.Pool(
@@ -81,10 +117,11 @@ class KapsuleCluster(pulumi.ComponentResource):
             # Only pods that tolerate the taint (the engine) land on the expensive nodes.
             taints=[scw.kubernetes.PoolTaintArgs(key=GPU_TAINT, value="true", effect="NoSchedule")],
             labels={GPU_POOL_LABEL: "gpu"},
+            public_ip_disabled=True,
             region=config.region,
             zone=config.zone,
             tags=tags,
-            opts=child,
+            opts=nodes,
         )
         self.kubeconfig: pulumi.Output[str] = pulumi.Output.secret(
             self.cluster.kubeconfigs.apply(lambda configs: configs[0].config_file or "")

@@ -20,13 +20,14 @@ class ClusterPrerequisites(pulumi.ComponentResource):
         charts: Sequence[str],
         *,
         charts_dir: Path,
+        target: str,
         provider: pulumi.ProviderResource,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("triptyque:k8s:ClusterPrerequisites", name, None, opts)
         self.releases: list[k8s.helm.v3.Release] = []
         for chart_name in charts:
-            chart = load_chart(charts_dir, chart_name)
+            chart = load_chart(charts_dir, chart_name, target)
             self.releases.append(k8s.helm.v3.Release(
                 chart.name,
                 name=chart.name,

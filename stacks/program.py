@@ -69,7 +69,8 @@ def _service(
     except TriptyqueError as exc:
         raise pulumi.RunError(str(exc)) from None
     prerequisites = ClusterPrerequisites(
-        "prerequisites", wanted_charts(config), charts_dir=root / "charts", provider=provider,
+        "prerequisites", wanted_charts(config), charts_dir=root / "charts", target=config.target,
+        provider=provider,
     )
     service = InferenceService(
         spec.name, manifests, provider=provider, crds=prerequisites.releases,

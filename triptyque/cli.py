@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from triptyque.errors import TargetError, TriptyqueError
 from triptyque.kinds import Capability, listing, names_with
@@ -29,6 +30,8 @@ audit_app = typer.Typer(no_args_is_help=True, help="Check the kill-switch audit 
 keys_app = typer.Typer(no_args_is_help=True, help="Create API and admin keys.")
 app.add_typer(audit_app, name="audit")
 app.add_typer(keys_app, name="keys")
+evidence_app = typer.Typer(no_args_is_help=True, help="Signed evidence bundles for auditors.")
+app.add_typer(evidence_app, name="evidence")
 
 console = Console(soft_wrap=True)
 errors = Console(stderr=True, soft_wrap=True)
@@ -40,8 +43,12 @@ StateOption = Annotated[Path, typer.Option("--state-dir", envvar="TRIPTYQUE_STAT
 TargetOption = Annotated[str, typer.Option("--target", "-t", help=f"{listing()}.")]
 InventoryOption = Annotated[Path | None, typer.Option("--inventory", "-i", envvar="TRIPTYQUE_INVENTORY",
                                                       help="Ansible inventory (edge target).")]
-OperatorOption = Annotated[str, typer.Option("--operator", envvar="TRIPTYQUE_OPERATOR",
-                                             help="Who takes the decision (recorded in the audit log).")]
+OperatorOption = Annotated[str, typer.Option(
+    "--operator", envvar="TRIPTYQUE_OPERATOR",
+    help="A note on who takes the decision. local and edge go through the gateways' admin API: the "
+         "operator recorded in the audit log is the admin key's name, this text only its 'note'. "
+         "onprem and cloud write the ConfigMap with your kubeconfig: this name is recorded as typed, "
+         "its source saying it came from a kubeconfig holder.")]
 ReasonOption = Annotated[str, typer.Option("--reason", "-r", help="Why (recorded in the audit log).")]
 DEFAULT_STATE = Path(".triptyque")
 
@@ -54,7 +61,7 @@ def _default_operator() -> str:
 
 def fail(error: TriptyqueError) -> typer.Exit:
     for line in str(error).splitlines():
-        errors.print(f"[red]error:[/] {line}", highlight=False, markup=True)
+        errors.print("[red]error:[/]", Text(line), highlight=False, markup=True)
     return typer.Exit(1)
 
 
@@ -85,10 +92,12 @@ def _reports(reports: list[NodeReport], title: str) -> bool:
     ok = True
     for r in reports:
         ok &= r.reachable
-        table.add_row(r.node, "yes" if r.reachable else "[red bold]NO[/]",
+        # Node names and details carry text from gateways (an operator's reason): printed as
+        # text, never read as Rich markup.
+        table.add_row(Text(r.node), "yes" if r.reachable else "[red bold]NO[/]",
                       "-" if r.engaged is None else ("yes" if r.engaged else "no"),
                       "-" if r.ready is None else ("yes" if r.ready else "no"),
-                      f"{r.seconds * 1000:.0f} ms", r.detail + (f" {r.extra}" if r.extra else ""))
+                      f"{r.seconds * 1000:.0f} ms", Text(r.detail + (f" {r.extra}" if r.extra else "")))
     console.print(table)
     return ok
 
@@ -175,7 +184,11 @@ def kill(reason: ReasonOption, target: TargetOption = "local", spec: SpecOption 
 def resume(reason: ReasonOption, target: TargetOption = "local", spec: SpecOption = DEFAULT_SPEC,
            state_dir: StateOption = DEFAULT_STATE, inventory: InventoryOption = None,
            operator: OperatorOption = "") -> None:
-    """Release the kill switch on every gateway of the target."""
+    """Release the kill switch on every gateway of the target.
+
+    Exits 0 once released, 1 if a gateway did not confirm, 3 when the spec's two-person rule
+    holds it: "approval recorded, waiting for a second admin" (another admin key must resume
+    within kill_switch.approval_window_seconds)."""
     try:
         deployment, who = _target(target, spec, state_dir, inventory), operator or _default_operator()
         with _recorded(state_dir, "resume", deployment, operator=who, reason=reason) as record, \
@@ -183,29 +196,97 @@ def resume(reason: ReasonOption, target: TargetOption = "local", spec: SpecOptio
             reports = record["reports"] = deployment.resume(who, reason, progress)
     except TriptyqueError as exc:
         raise fail(exc) from None
-    ok = _reports(reports, f"kill switch released on {target}") and not any(r.engaged for r in reports)
+    waiting = [r for r in reports if r.detail.startswith("HTTP 202")]  # two-person rule: approval only
+    title = f"resume approval recorded on {target}" if waiting else f"kill switch released on {target}"
+    ok = _reports(reports, title) and not any(r.engaged for r in reports)
+    if waiting and ok:
+        console.print("[yellow bold]approval recorded, waiting for a second admin[/]: still stopped until "
+                      "another admin key resumes within the approval window (two-person rule)")
+        raise typer.Exit(APPROVAL_PENDING)
     if not ok:
         errors.print("[red bold]error:[/] not every gateway confirmed the resume; see the table above")
     raise typer.Exit(0 if ok else 1)
+
+
+APPROVAL_PENDING = 3  # `triptyque resume` exit code: one approval recorded, a second admin is needed
 
 
 @audit_app.command("verify")
 def audit_verify(
     log: Annotated[Path | None, typer.Option("--log", help="An audit log file.")] = None,
     state_dir: StateOption = DEFAULT_STATE,
+    key: Annotated[Path | None, typer.Option("--key", help="The audit key file (audit_key_path), "
+                                                          "to check the signatures.")] = None,
 ) -> None:
-    """Walk the hash chain of a kill-switch audit log; name the first altered entry."""
-    from triptyque.gateway.audit import AuditLog
+    """Walk the hash chain of a kill-switch audit log and check the stored state against it."""
+    from rich.markup import escape
+
+    from triptyque.gateway.audit import AuditLog, verify_with_state
+    from triptyque.gateway.settings import AUDIT_FILE, STATE_FILE
     from triptyque.gateway.state import FileStateStore
+    from triptyque.keys import audit_key
 
     folder = (log.parent if log else state_dir / "local" / "state")
-    path = log or folder / "audit.jsonl"
+    path = log or folder / AUDIT_FILE
+    local_key = state_dir / "local" / "audit.key"  # where the local target keeps it
+    key = key or (local_key if log is None and local_key.is_file() else None)
     try:
-        stored = FileStateStore(folder / "killswitch.json").load()
-        verified = AuditLog(path).verify(stored.audit_head if stored else None)
+        secret = audit_key(key) if key else None
+        stored = FileStateStore(folder / STATE_FILE).load()
+        verified = verify_with_state(AuditLog(path, secret), stored, secret)
     except TriptyqueError as exc:
         raise fail(exc) from None
-    console.print(f"[green]ok[/] {path}: {verified.entries} entries, chain intact, head {verified.head[:16]}")
+    for seq in verified.recoveries:
+        console.print(f"[yellow]note[/] entry {seq} resumed from a fail-closed state; its "
+                      "'fail_closed' field says what was wrong then", highlight=False)
+    state = "state agrees" if stored is not None else "no state"
+    console.print(f"[green]ok[/] {escape(str(path))}: {verified.entries} entries, chain intact, {state}, "
+                  f"head {verified.head[:16]} seq {verified.seq}" + (", signed" if secret else ""))
+
+
+@app.command()
+def incidents(
+    log: Annotated[Path | None, typer.Option("--log", help="An audit log file.")] = None,
+    state_dir: StateOption = DEFAULT_STATE,
+    key: Annotated[Path | None, typer.Option("--key", help="The audit key file, to check the signatures.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Every kill (who, why, when, what was cut) and the resume that closed it, from the audit chain."""
+    from triptyque.errors import AuditError
+    from triptyque.gateway.audit import AuditLog
+    from triptyque.gateway.incidents import incidents as derive
+    from triptyque.gateway.incidents import via
+    from triptyque.gateway.settings import AUDIT_FILE
+    from triptyque.keys import audit_key
+
+    path = log or state_dir / "local" / "state" / AUDIT_FILE
+    local_key = state_dir / "local" / "audit.key"
+    key = key or (local_key if log is None and local_key.is_file() else None)
+    try:
+        if not path.is_file():
+            raise AuditError(f"{path}: no audit log here")
+        found = derive(AuditLog(path, audit_key(key) if key else None).entries_after_last())
+    except TriptyqueError as exc:
+        raise fail(exc) from None
+    if as_json:
+        print(json.dumps([i.as_dict() for i in found], indent=2))
+        return
+
+    def when(ts: float | None) -> str:
+        return "-" if ts is None else time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts))
+
+    table = Table(title=f"incidents in {path} (UTC)")
+    for column in ("id", "opened", "by", "via", "why", "cut", "closed", "by", "via", "why", "stopped",
+                   "approvers"):
+        table.add_column(column)
+    for i in found:  # names, reasons and notes are user text: printed as text, never as markup
+        cut = "-" if i.in_flight is None else f"{i.interrupted} of {i.in_flight} in flight"
+        stopped = "-" if i.stopped_seconds is None else f"{i.stopped_seconds:.0f} s"
+        table.add_row(str(i.id), when(i.opened_at), Text(i.opened_by), Text(via(i.source)), Text(i.reason), cut,
+                      "[yellow]open[/]" if i.open else when(i.closed_at), Text(i.closed_by or "-"),
+                      Text(via(i.close_source)), Text(i.close_reason or "-"), stopped,
+                      Text(", ".join(i.approvers) or "-"))
+    console.print(table)
 
 
 @keys_app.command("new")
@@ -287,9 +368,10 @@ def drill(
 
 @app.command()
 def compare(
-    scenario: Annotated[Path, typer.Option("--scenario", "-s", envvar="TRIPTYQUE_SCENARIO",
-                                           help="The TCO scenario (YAML, see burden/scenarios/).")]
-    = Path("burden/scenarios/departmental.yaml"),
+    scenario: Annotated[list[Path], typer.Option(
+        "--scenario", "-s", envvar="TRIPTYQUE_SCENARIO",
+        help="The TCO scenario (YAML, see burden/scenarios/); repeat it to compare scenarios side by side.")]
+    = [Path("burden/scenarios/departmental.yaml")],  # noqa: B006 - typer reads the default, never mutates it
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for report.html, report.md and report.json.")]
     = DEFAULT_STATE / "report",
     figures: Annotated[Path, typer.Option("--figures", help="The default figures (YAML).")]
@@ -302,12 +384,12 @@ def compare(
     spec: SpecOption = DEFAULT_SPEC, state_dir: StateOption = DEFAULT_STATE, ledger: LedgerOption = None,
 ) -> None:
     """Write the comparison report (HTML, Markdown, JSON): TCO, burden, drills, exit cost, scorecard."""
-    from triptyque.burden.commands import build_report, ledger_at
+    from triptyque.burden.commands import build_reports, ledger_at
 
     try:
-        _comparison, paths = build_report(
-            scenario_path=scenario, out_dir=out, ledger=ledger_at(state_dir, ledger), figures_path=figures,
-            skills_path=skills, spec=load_spec(spec), rendered=rendered or state_dir / "render")
+        paths = build_reports(
+            scenario_paths=scenario, out_dir=out, ledger=ledger_at(state_dir, ledger), figures_path=figures,
+            skills_path=skills, spec=load_spec(spec), rendered=rendered or state_dir / "render", spec_path=spec)
     except TriptyqueError as exc:
         raise fail(exc) from None
     for kind, path in paths.items():
@@ -331,6 +413,18 @@ def ledger_export(
     else:
         out.write_text(document + "\n", encoding="utf-8")
         console.print(f"[green]ok[/] {out}")
+
+
+@ledger_app.command("verify")
+def ledger_verify(state_dir: StateOption = DEFAULT_STATE, ledger: LedgerOption = None) -> None:
+    """Walk the ledger's hash chain; name the first entry that was changed, removed or inserted."""
+    from triptyque.burden.commands import ledger_at
+
+    try:
+        verified = ledger_at(state_dir, ledger).verify()
+    except TriptyqueError as exc:
+        raise fail(exc) from None
+    console.print(f"[green]ok[/] ledger: {verified.entries} entries, chain intact, head {verified.head[:16]}")
 
 
 @ledger_app.command("list")
@@ -413,6 +507,107 @@ def bundle(
     console.print(f"[bold green]bundle {manifest.id}[/] in {folder}")
     for c in manifest.components.values():
         console.print(f"  {c.id:<32} {c.files:>4} files {c.bytes / 1e6:9.1f} MB  sha256 {c.sha256[:16]}")
+
+
+image_app = typer.Typer(no_args_is_help=True, help="Container images for the Kubernetes targets.")
+app.add_typer(image_app, name="image")
+
+
+@image_app.command("build")
+def image_build(
+    spec: SpecOption = DEFAULT_SPEC,
+    push: Annotated[str | None, typer.Option(
+        "--push", metavar="REGISTRY", help="Push to this registry (e.g. registry.example:5000) and pin "
+                                           "the pushed digest.")] = None,
+    base: Annotated[str | None, typer.Option(
+        "--base", metavar="IMAGE@DIGEST", help="Build FROM this registry image (e.g. an official "
+                                               "python:3.11-slim-bookworm by digest) instead of the "
+                                               "Debian base made here with debootstrap.")] = None,
+) -> None:
+    """Build the gateway image with buildah (no daemon), write its SBOM, record its digest in the spec."""
+    from rich.text import Text as RichText
+
+    from triptyque.images import build_images
+    from triptyque.paths import project_root
+
+    try:
+        with spinner() as progress:
+            outcome = build_images(spec, project_root(), registry=push, base=base, progress=progress)
+    except TriptyqueError as exc:
+        raise fail(exc) from None
+    for built in outcome.built:
+        how = "cached" if built.cached else f"built in {built.seconds:.0f} s"
+        console.print(f"[bold]{built.component}[/] {built.digest}  ({how})", highlight=False)
+        console.print(f"  {built.reference}\n  SBOM {built.sbom}", highlight=False)
+    for note in outcome.notes:  # a registry's message: text, never Rich markup
+        errors.print("[yellow]warning:[/]", RichText(note), highlight=False)
+    console.print(f"[green]ok[/] images.{', images.'.join(outcome.recorded)} recorded in {spec}")
+
+
+EvidenceKeyOption = Annotated[Path, typer.Option(
+    "--key", envvar="TRIPTYQUE_EVIDENCE_KEY", help="The Ed25519 signing key (its public key is KEY.pub).")]
+DEFAULT_EVIDENCE_KEY = DEFAULT_STATE / "keys" / "evidence.key"
+
+
+@evidence_app.command("keygen")
+def evidence_keygen(key: EvidenceKeyOption = DEFAULT_EVIDENCE_KEY) -> None:
+    """Create the signing key (mode 600, never printed) and its public key beside it."""
+    from triptyque.evidence import generate
+
+    try:
+        pair = generate(key)
+    except TriptyqueError as exc:
+        raise fail(exc) from None
+    console.print(f"[green]ok[/] private key {pair.private} (mode 600; keep it, never share it)\n"
+                  f"  public key {pair.public}: give it to auditors\n  fingerprint {pair.fingerprint}",
+                  highlight=False)
+
+
+@evidence_app.command("build")
+def evidence_build(
+    target: TargetOption = "local", spec: SpecOption = DEFAULT_SPEC, state_dir: StateOption = DEFAULT_STATE,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for the bundle and its .tar "
+                                                                 "(default: STATE_DIR/evidence).")] = None,
+    key: EvidenceKeyOption = DEFAULT_EVIDENCE_KEY,
+) -> None:
+    """Gather, check, list (SHA-256) and sign what produced a target's deployment: one folder, one .tar."""
+    from triptyque.evidence import build_bundle
+
+    try:
+        with spinner() as progress:
+            progress(f"gathering and checking the evidence for {target}")
+            bundle = build_bundle(target, spec_path=spec, key_path=key, out_dir=out or state_dir / "evidence",
+                                  state_dir=state_dir)
+    except TriptyqueError as exc:
+        raise fail(exc) from None
+    for note in bundle.notes:
+        console.print(f"  [dim]note[/] {note}", highlight=False)
+    tree = "clean" if bundle.clean else "[yellow]with uncommitted changes[/]"
+    console.print(f"[green]ok[/] {bundle.files} files, signed by {bundle.fingerprint[:16]}, "
+                  f"revision {bundle.revision[:12]} {tree}\n  {bundle.folder}\n  {bundle.archive}", highlight=False)
+
+
+@evidence_app.command("verify")
+def evidence_verify(
+    bundle: Annotated[Path, typer.Argument(help="A bundle folder or its .tar archive.")],
+    key: Annotated[Path | None, typer.Option("--key", help="The signer's public key (KEY.pub) to trust; "
+                                                           "without it, the fingerprint is printed to compare.")]
+    = None,
+) -> None:
+    """Re-hash every file, check the signature and the audit chain; name the first mismatch."""
+    from triptyque.evidence import verify_bundle
+
+    try:
+        checked = verify_bundle(bundle, key)
+    except TriptyqueError as exc:
+        raise fail(exc) from None
+    from rich.markup import escape
+
+    trust = "the trusted key" if key else "key"
+    console.print(f"[green]ok[/] {checked.files} files match, signed by {trust} {checked.fingerprint[:16]}, "
+                  f"target {escape(checked.target)}, revision {escape(checked.revision[:12])}"
+                  f"{'' if checked.clean else ' (uncommitted changes)'}, built {escape(checked.created)}; "
+                  f"{checked.audit}", highlight=False)
 
 
 def main() -> None:  # the `triptyque` console script

@@ -11,8 +11,10 @@ from rich.console import Console
 
 from triptyque.burden import tour
 from triptyque.errors import TargetError
-from triptyque.gateway.audit import AuditLog
+from triptyque.gateway.audit import AuditLog, verify_with_state
+from triptyque.gateway.settings import AUDIT_FILE, STATE_FILE
 from triptyque.gateway.state import FileStateStore
+from triptyque.keys import audit_key
 from triptyque.targets.local import LocalTarget
 from triptyque.types import Progress
 from triptyque.wait import WaitTimeout, wait_until
@@ -98,7 +100,8 @@ def _tour(target: LocalTarget, console: Console) -> None:
         wait_for_prometheus(target.prometheus_url, "triptyque_gateway_kill_switch_engaged", 0.0)
         console.print(f"   next request: [green]{served.status_code}[/]; Prometheus sees the switch at 0")
 
-    state = FileStateStore(target.state_dir / "killswitch.json").load()
-    verified = AuditLog(target.state_dir / "audit.jsonl").verify(state.audit_head if state else None)
-    console.print(f"\n[bold]4. Audit log[/]: {verified.entries} entries, hash chain intact "
-                  f"(head {verified.head[:12]})")
+    state = FileStateStore(target.state_dir / STATE_FILE).load()
+    key = audit_key(target.audit_key_path) if target.audit_key_path.is_file() else None
+    verified = verify_with_state(AuditLog(target.state_dir / AUDIT_FILE, key), state, key)
+    console.print(f"\n[bold]4. Audit log[/]: {verified.entries} entries, hash chain intact and signed, "
+                  f"state agrees (head {verified.head[:12]})")

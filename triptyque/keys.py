@@ -55,3 +55,38 @@ def deployment_secrets(root: Path, *, create: bool, missing: str) -> dict[str, s
     with os.fdopen(fd, "w") as handle:
         json.dump(values, handle)
     return values
+
+
+AUDIT_KEY_BYTES = 32
+
+
+def audit_key(path: Path, *, create: bool = False) -> bytes:
+    """The audit chain's HMAC key in ``path`` (hex, mode 600), kept outside the state folder.
+
+    Whoever can write the state folder but not read this file cannot forge an audit entry
+    or a kill-switch state. Generated when ``create`` and missing; StateError otherwise.
+    The key is never printed or logged.
+    """
+    from triptyque.errors import StateError
+
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        if not create:
+            raise StateError(f"audit key file {path.name} is missing; the gateway creates it on its "
+                             "first start (give the same file to `triptyque audit verify --key`)") from None
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_hex(AUDIT_KEY_BYTES) + "\n")
+        return audit_key(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not text"
+        raise StateError(f"cannot read the audit key file {path.name}: {reason}") from None
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        key = b""
+    if len(key) < 16:
+        raise StateError(f"audit key file {path.name} does not hold a hex key of at least 16 bytes")
+    return key

@@ -33,6 +33,8 @@ DEFAULT_SPEC = Path("serving/service.yaml")
 KeyName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")]
 Quantity = Annotated[str, StringConstraints(pattern=r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti)?$")]
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# What a model folder holds when it has real weights (a config alone is weightless).
+WEIGHT_FILES = ("*.safetensors", "*.bin", "*.pt", "*.pth", "*.gguf")
 
 
 class _Strict(BaseModel):
@@ -56,6 +58,9 @@ class Engine(_Strict):
     gpu_memory_utilization: float = Field(gt=0.0, le=1.0)
     tensor_parallel_size: int = Field(ge=1, le=64)
     load_format: Literal["auto", "safetensors", "dummy"] = "auto"
+    # How long one start may take (weights downloaded and loaded, kernels compiled) before a
+    # target calls it failed: the edge health gate, the Kubernetes startup probe and rollout.
+    startup_seconds: int = Field(default=600, ge=30, le=7200)
     extra_args: list[str] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
 
@@ -103,6 +108,12 @@ class Limits(_Strict):
     idle_timeout_seconds: float = Field(gt=0, le=3600)
     # From a connection's first byte to the end of its request headers (slowloris).
     header_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
+    # Request line and headers in all, refused with 431 before they are buffered.
+    max_header_bytes: int = Field(default=32 * 1024, ge=1024, le=1024 * 1024)
+    # The request target (path and query), refused with 414.
+    max_url_bytes: int = Field(default=8 * 1024, ge=256, le=64 * 1024)
+    # Nesting of JSON request bodies (objects and arrays), refused with 400.
+    max_json_depth: int = Field(default=64, ge=2, le=512)
 
 
 class Gateway(_Strict):
@@ -117,6 +128,10 @@ class KillSwitch(_Strict):
     require_reason: bool = True
     cut_streams: bool = True
     stop_engine_on_hard_kill: bool = True
+    # Two-person rule: a resume needs approvals from two different admin credentials within
+    # the window (a kill never waits for anyone).
+    two_person_resume: bool = False
+    approval_window_seconds: int = Field(default=900, ge=1, le=86400)
 
 
 class Slo(_Strict):
@@ -158,6 +173,21 @@ class ServiceSpec(_Strict):
     def _ports_differ(self) -> ServiceSpec:
         if self.engine.port == self.gateway.port:
             raise ValueError("engine.port and gateway.port must differ")
+        return self
+
+    @model_validator(mode="after")
+    def _real_weights_on_gpus(self) -> ServiceSpec:
+        # A resolved target with GPUs must serve the model itself, not random weights.
+        if self.target is None or self.resources.gpu_count == 0:
+            return self
+        if self.engine.load_format == "dummy":
+            raise ValueError("engine.load_format dummy serves random weights; a target with GPUs "
+                             "needs real ones (auto)")
+        folder = self.model_path
+        if folder is not None and not any(any(folder.glob(p)) for p in WEIGHT_FILES):
+            raise ValueError(f"model.source {self.model.source} holds no weights "
+                             f"({', '.join(WEIGHT_FILES)}); a target with GPUs needs a real model: "
+                             "a Hugging Face id at a pinned revision, or a folder with its weights")
         return self
 
     @property

@@ -95,3 +95,27 @@ def test_the_cli_records_a_refused_kill_in_the_ledger(tmp_path: Path) -> None:
     assert (entry.kind, entry.target, entry.outcome) == ("kill", "local", "failed")
     assert entry.details["operator"] == "alice" and entry.details["reason"] == "leak"
     assert entry.details["error"].startswith("no local deployment")
+
+
+def test_the_report_uses_only_this_revisions_and_specs_drills_and_shows_the_failed_ones(tmp_path: Path) -> None:
+    from triptyque.burden.compare import LedgerUse, collect_drills
+    from triptyque.burden.figures import load_figures
+
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    spec = load_spec(ROOT / DEFAULT_SPEC, target="local")
+    metrics = {"time_to_refuse_all_seconds": 0.1}
+    old = ledger.record("drill", "kill-soft", target="local", outcome="ok", spec=spec, metrics=metrics,
+                        revision="aaaa")
+    other_spec = ledger.record("drill", "kill-soft", target="local", outcome="ok", metrics=metrics, revision="bbbb")
+    good = ledger.record("drill", "kill-soft", target="local", outcome="ok", spec=spec, metrics=metrics,
+                         revision="bbbb+dirty")
+    failed = ledger.record("drill", "engine-crash", target="local", outcome="failed", spec=spec,
+                           details={"error": "engine did not restart"}, revision="bbbb")
+    use = LedgerUse()
+    drills = collect_drills(ledger, load_figures(ROOT / "burden/figures.yaml"), ROOT, spec_hash=spec.spec_hash(),
+                            revision="bbbb", use=use)
+    assert drills["local"]["kill-soft"].entry_id == good  # not the newer entry of another spec, not another commit
+    assert "engine-crash" not in drills["local"]
+    assert [e.id for e in use.used] == [good] and [e.id for e in use.failed] == [failed]
+    assert use.other_revision_or_spec == 2 and {old, other_spec}.isdisjoint({good, failed})
+    assert ledger.latest("local", "drill", "kill-soft", spec_hash=spec.spec_hash(), revision="aaaa").id == old  # type: ignore[union-attr]

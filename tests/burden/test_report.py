@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import ROOT
-from tests.support.browser import check_in_browser
+from tests.support.browser import CHARTS, non_blank, open_report
 from triptyque.burden.commands import build_report
 from triptyque.burden.ledger import Ledger
 
@@ -26,7 +26,18 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def test_the_html_report_renders_every_chart_in_a_real_browser_without_errors(
     report: dict[str, Path], tmp_path: Path
 ) -> None:
-    check_in_browser(report["html"], tmp_path / "report.png")
+    seen = open_report(report["html"], tmp_path / "report.png")
+    assert seen.errors == []
+    assert all(url.startswith(("file://", "data:")) for url in seen.requests), seen.requests
+    # The shared charts, plus what decides: the break-even chart and one tornado per priced option
+    # (edge cannot hold the departmental model, so it has none).
+    assert {c["name"] for c in seen.charts} == CHARTS | {"break-even", "tornado-onprem", "tornado-cloud",
+                                                         "tornado-buy"}
+    for chart in seen.charts:
+        assert chart["width"] > 300 and chart["height"] > 80, chart
+        assert chart["visible_marks"] >= 1 and chart["visible_marks"] == chart["marks"], chart
+    picture = non_blank(tmp_path / "report.png")
+    assert picture["height"] > 2000 and picture["inked"] > 0.03 and picture["chart_blue"] > 500, picture
 
 
 def test_the_html_report_loads_nothing_from_the_network(report: dict[str, Path]) -> None:
@@ -43,7 +54,7 @@ def test_modelled_figures_are_marked_and_name_their_sources(report: dict[str, Pa
     assert all(not view["measured"] for views in data["drills"].values() for view in views.values())
     used = {f["id"]: f for f in data["figures_used"]}
     assert used["gpu.L40S.card_eur"]["source"].startswith("geizhals.de")
-    assert used["cloud.system_node_eur_per_hour"]["estimate"] is True
+    assert used["cloud.block_storage_eur_per_gb_month"]["estimate"] is True
     html = report["html"].read_text()
     assert 'class="bar modelled"' in html and "hatched: modelled (not measured)" in html
     assert "No local drill in the ledger" in html
@@ -66,3 +77,43 @@ def test_the_scorecard_shows_its_inputs_and_uses_the_scenarios_weights(report: d
     for score in card["scores"].values():
         assert 1 <= score["score"] <= 5 and score["inputs"] and score["rule"]
     assert card["total"] == pytest.approx(sum(card["scores"][d]["score"] * w for d, w in card["weights"].items()))
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_the_report_reads_at_desktop_and_phone_width_with_no_text_out_of_its_box(
+    report: dict[str, Path], tmp_path: Path, width: int
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    from tests.support.browser import CHROMIUM_ARGS, chromium
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": 900})
+            errors: list[str] = []
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(report["html"].as_uri(), wait_until="load")
+            seen = page.evaluate("""() => {
+                const page = document.documentElement.scrollWidth;
+                const charts = [...document.querySelectorAll('svg.chart')].map(svg => {
+                    const box = svg.getBoundingClientRect();
+                    const out = [...svg.querySelectorAll('text')].filter(t => {
+                        const r = t.getBoundingClientRect();
+                        return r.width > 0 && (r.left < box.left - 1 || r.right > box.right + 1 ||
+                                               r.top < box.top - 1 || r.bottom > box.bottom + 1);
+                    }).map(t => t.textContent);
+                    return {name: svg.dataset.chart, width: box.width, out};
+                });
+                return {page, charts};
+            }""")
+            page.screenshot(path=str(tmp_path / f"report-{width}.png"), full_page=True)
+        finally:
+            browser.close()
+    assert errors == []
+    assert seen["page"] <= width, "the page scrolls sideways"  # wide tables scroll inside their own box
+    assert len(seen["charts"]) >= 9
+    for chart in seen["charts"]:
+        assert 0 < chart["width"] <= width and chart["out"] == [], chart
+    assert (tmp_path / f"report-{width}.png").stat().st_size > 10_000

@@ -49,7 +49,7 @@ def test_every_problem_of_a_bad_scenario_is_one_line_naming_the_file_and_the_fie
     assert all("\n" not in line for line in lines)
     assert sorted(fields) == sorted([
         "traffic.input_tokens_per_month", "traffic.peak_concurrency", "service.hours_per_day", "gpu_type",
-        "gpu_utilisation", "cloud.control_plane", "colour", "overrides.gpu.B200.card_eur"])
+        "gpu_utilisation", "cloud.control_plane", "colour", "overrides.gpu.B200.card_eur", "model"])
     by_field = dict(zip(fields, lines, strict=True))
     assert "greater than or equal to 0" in by_field["traffic.input_tokens_per_month"]
     assert "Field required" in by_field["traffic.peak_concurrency"]
@@ -77,7 +77,9 @@ def test_a_missing_scenario_file_says_which_option_to_pass(tmp_path: Path, figur
 def test_listing_edge_without_sites_is_refused(tmp_path: Path, figures: Figures) -> None:
     path = tmp_path / "edge.yaml"
     path.write_text("name: e\noptions: [edge, buy]\ntraffic: {input_tokens_per_month: 1, output_tokens_per_month: 1,"
-                    " peak_concurrency: 1}\nservice: {hours_per_day: 8, days_per_month: 20}\ngpu_type: L4\n")
+                    " peak_concurrency: 1}\nservice: {hours_per_day: 8, days_per_month: 20}\ngpu_type: L4\n"
+                    "model: {name: m, parameters_billion: 1, quantisation: int4, context_tokens: 2048,"
+                    " kv_cache_bytes_per_token: 100000, average_sequence_tokens: 512}\n")
     assert problems(path, figures) == [f"{path}: (top level): options lists edge but edge.sites is 0"]
 
 
@@ -106,6 +108,6 @@ def test_the_compare_command_prints_the_problems_without_a_traceback(tmp_path: P
                                       "--state-dir", str(tmp_path / "state")])
     assert result.exit_code == 1
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
-    assert len(errors) == 8
+    assert len(errors) == 9
     assert "Traceback" not in result.output
     assert not (tmp_path / "out").exists()

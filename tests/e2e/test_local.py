@@ -15,6 +15,7 @@ from triptyque.demo import prometheus_value, wait_for_prometheus
 from triptyque.gateway.audit import AuditLog
 from triptyque.gateway.state import FileStateStore
 from triptyque.targets.local import LocalTarget
+from triptyque.wait import wait_until
 
 pytestmark = pytest.mark.e2e
 CHAT = {"messages": [{"role": "user", "content": "Hello"}], "max_tokens": 8}
@@ -65,14 +66,13 @@ def test_prometheus_scrapes_the_gateway_and_the_engine(local_target: LocalTarget
     prom = local_target.prometheus_url
     wait_for_prometheus(prom, 'up{job="triptyque-gateway"}', 1.0)
     wait_for_prometheus(prom, 'up{job="vllm"}', 1.0)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
+    def scraped() -> tuple[float, float] | None:
         served = prometheus_value(prom, 'sum(triptyque_gateway_requests_total{status="200",key="demo"})')
         generated = prometheus_value(prom, "sum(vllm:generation_tokens_total)")
-        if served and generated:
-            break
-        time.sleep(0.5)
-    assert served and served >= 1
+        return (served, generated) if served and generated else None
+
+    served, generated = wait_until(scraped, timeout=20, what="requests and tokens scraped", interval=0.5)
+    assert served >= 1
     assert generated and generated >= 8
 
 
@@ -135,15 +135,16 @@ def test_a_hard_kill_stops_the_engine_and_resume_brings_it_back(
 
 def delivered(target: LocalTarget, alertname: str, timeout: float) -> dict[str, object]:
     """Wait until Alertmanager has delivered a firing ``alertname`` to the local webhook file."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def firing() -> dict[str, object] | None:
         if target.alerts_file.exists():
             for line in target.alerts_file.read_text().splitlines():
                 for alert in json.loads(line).get("alerts", []):
                     if alert["labels"]["alertname"] == alertname and alert["status"] == "firing":
                         return dict(alert)
-        time.sleep(0.5)
-    raise AssertionError(f"{alertname} was not delivered within {timeout} s")
+        return None
+
+    return wait_until(firing, timeout=timeout, what=f"{alertname} delivered", interval=0.5)
 
 
 def test_engaging_the_kill_switch_fires_an_alert_that_alertmanager_delivers(local_target: LocalTarget) -> None:

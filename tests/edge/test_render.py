@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,7 +29,7 @@ def manifest(device: str = "cpu") -> Manifest:
 API_KEY, ADMIN_KEY = generate_key(), generate_key()
 
 
-def render(spec: ServiceSpec, device: str = "cpu") -> dict[str, object]:
+def render(spec: ServiceSpec, device: str = "cpu") -> dict[str, Any]:
     return render_vars(spec, manifest(device), bundle_dir=Path("/srv/bundle"),
                        api_key_hashes={"edge": hash_key(API_KEY)},
                        admin_key_hashes={"edge-admin": hash_key(ADMIN_KEY)})
@@ -69,11 +70,11 @@ def test_every_value_of_the_spec_the_roles_need_is_rendered(edge_spec):
 
 
 def test_a_spec_without_gpus_runs_the_cpu_build_and_one_with_gpus_the_gpu_build(edge_spec):
-    assert render(edge_spec)["triptyque_engine_device"] == "cpu"
+    assert render(edge_spec)["triptyque_default_engine_device"] == "cpu"
     gpu = edge_spec.model_copy(update={"resources": edge_spec.resources.model_copy(
         update={"gpu_count": 1, "gpu_type": "nvidia-l4"})})
     rendered = render(gpu, "gpu")
-    assert rendered["triptyque_engine_device"] == "gpu"
+    assert rendered["triptyque_default_engine_device"] == "gpu"
     assert "--gpu-memory-utilization" in rendered["triptyque_engine_args"]["gpu"]
 
 
@@ -82,7 +83,7 @@ def test_components_point_at_the_bundle_archives_with_their_checksums(edge_spec)
     assert set(components) == {"engine-cpu", "gateway", "model", "system"}
     assert components["model"] == {"name": "model", "id": "model-" + "0" * 16,
                                    "archive": "/srv/bundle/model-" + "0" * 16 + ".tar",
-                                   "sha256": "f" * 64}
+                                   "sha256": "f" * 64, "disk_mib": 1}
 
 
 @pytest.mark.parametrize(("quantity", "mib"), [("16Gi", 16384), ("512Mi", 512), ("1Ti", 1048576),
@@ -99,3 +100,17 @@ def test_cpu_quantities_convert_to_cpus(quantity, cpus):
 def test_a_millicpu_is_not_a_memory_quantity():
     with pytest.raises(ValueError, match="not a memory quantity"):
         quantity_mib("500m")
+
+
+def test_the_node_s_device_is_never_an_extra_var_so_the_inventory_s_host_var_wins(edge_spec):
+    # Extra vars beat every other variable, host vars included
+    # (https://docs.ansible.com/ansible/latest/playbook_guide/playbooks_variables.html#variable-precedence-where-should-i-put-a-variable);
+    # tests/edge/test_playbooks.py resolves it through the role with Ansible itself.
+    assert "triptyque_engine_device" not in render(edge_spec)
+
+
+def test_the_health_gate_waits_as_long_as_the_spec_gives_this_target_to_start(edge_spec):
+    # playbooks/roles/triptyque_rollout: the gate's --timeout is triptyque_rollout_timeout.
+    assert render(edge_spec)["triptyque_rollout_timeout"] == edge_spec.engine.startup_seconds == 300
+    slow = edge_spec.model_copy(update={"engine": edge_spec.engine.model_copy(update={"startup_seconds": 1800})})
+    assert render(slow)["triptyque_rollout_timeout"] == 1800

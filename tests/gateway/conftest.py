@@ -42,9 +42,14 @@ class FakeEngine:
     stream_gate: asyncio.Event | None = None
     first_chunk_sent: asyncio.Event = field(default_factory=asyncio.Event)
     calls: list[httpx.Request] = field(default_factory=list)
+    # A test's own answer for every request but /health (a coroutine function is awaited).
+    answer: Callable[[httpx.Request], Any] | None = None
 
     async def handle(self, request: httpx.Request) -> httpx.Response:
         self.calls.append(request)
+        if self.answer is not None and request.url.path != "/health":
+            result = self.answer(request)
+            return await result if asyncio.iscoroutine(result) else result  # type: ignore[no-any-return]
         if self.down:
             raise httpx.ConnectError("connection refused", request=request)
         if self.delay:
@@ -74,9 +79,10 @@ class FakeEngine:
 
 
 class Harness:
-    def __init__(self, settings: GatewaySettings, engine: FakeEngine) -> None:
+    def __init__(self, settings: GatewaySettings, engine: FakeEngine, **options: Any) -> None:
         self.settings, self.engine = settings, engine
-        self.app = create_app(settings, transport=httpx.MockTransport(engine.handle), watch_interval=0.05)
+        self.app = create_app(settings, **({"transport": httpx.MockTransport(engine.handle),
+                                             "watch_interval": 0.05} | options))
 
     async def __aenter__(self) -> Harness:
         self._lifespan = self.app.router.lifespan_context(self.app)

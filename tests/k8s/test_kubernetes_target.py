@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.k8s.conftest import REPO
+from tests.support import ROOT as REPO
 from triptyque.errors import MissingToolError, TargetError
 from triptyque.spec import ServiceSpec, load_spec
 from triptyque.targets import registry

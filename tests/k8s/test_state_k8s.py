@@ -9,6 +9,9 @@ every gateway. What it does not: a real API server's RBAC, admission and latency
 from __future__ import annotations
 
 import asyncio
+import re
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -22,7 +25,8 @@ import pytest
 import uvicorn
 import yaml
 
-from tests.k8s.conftest import ADMIN_KEY, API_KEY, REPO
+from tests.k8s.conftest import ADMIN_KEY, API_KEY
+from tests.support import ROOT as REPO
 from tests.support.fake_apiserver import TOKEN, FakeApiServer
 from triptyque.errors import AuditError, StateError
 from triptyque.gateway import kube
@@ -266,7 +270,32 @@ async def test_a_kill_on_one_gateway_stops_every_replica_within_a_second(fake_ap
         delays = await asyncio.gather(*(_refused_after(client, url, started) for url in urls))
         assert max(delays) < 1.0, delays
         stored = ConfigMapStateStore(CLUSTER, connection).load()
-        assert stored is not None and stored.engaged and stored.operator == "jane"
+        # The operator recorded is the admin key's name, not the body's free text.
+        assert stored is not None and stored.engaged and stored.operator == "ops"
+
+
+def _exec_through(fake_api: FakeApiServer, calls: list[tuple[str, list[str]]] | None = None) -> Any:
+    """What the kubelet's exec does with Cluster's command: run it "in the pod", where the
+    gateway's 127.0.0.1 is the fake pod's real gateway; the script itself runs for real."""
+    def run(pod: str, command: list[str]) -> str:
+        if calls is not None:
+            calls.append((pod, command))
+        assert command[:2] == ["python", "-c"]
+        url = re.sub(r"^http://127\.0\.0\.1:\d+", fake_api.pods[pod], command[3])
+        done = subprocess.run([sys.executable, "-c", command[2], url], capture_output=True,
+                              text=True, timeout=10, check=True)
+        return done.stdout
+    return run
+
+
+def _exec_in_process(fake_api: FakeApiServer) -> Any:
+    """Like _exec_through, printing what READYZ_SCRIPT prints, without starting a Python per
+    call (the timing of a kill is measured here, not the script)."""
+    def run(pod: str, command: list[str]) -> str:
+        url = re.sub(r"^http://127\.0\.0\.1:\d+", fake_api.pods[pod], command[3])
+        response = httpx.get(url, timeout=3)
+        return f"{response.status_code}\n{response.text}\n"
+    return run
 
 
 def _kubeconfig(path: Path, server: str) -> Path:
@@ -289,6 +318,7 @@ async def test_triptyque_kill_hard_stops_every_gateway_and_frees_the_gpu_then_re
                               configuration=kubeconfig)
     async with gateways(connection, 3) as urls:
         fake_api.pods.update({f"triptyque-llm-gateway-{i}": url for i, url in enumerate(urls)})
+        target.cluster().exec_in_pod = _exec_in_process(fake_api)
         reports = await anyio.to_thread.run_sync(lambda: target.kill("jane", "incident 42", hard=True))
         gateways_seen, engine = reports[:3], reports[3]
         assert all(r.reachable and r.engaged for r in gateways_seen), reports
@@ -302,3 +332,51 @@ async def test_triptyque_kill_hard_stops_every_gateway_and_frees_the_gpu_then_re
         assert fake_api.scales["triptyque-llm-engine"] == 1
     verified = ConfigMapAuditLog(CLUSTER, connection).verify()
     assert verified.entries == 2
+
+
+@pytest.mark.anyio
+async def test_kill_is_confirmed_by_each_gateway_in_its_pod_not_through_the_api_server_s_pod_proxy(
+    fake_api: FakeApiServer, connection: Any, spec_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The namespace's default-deny NetworkPolicy drops the API server's pods/proxy connections
+    (they come from a control-plane address); an exec runs inside the pod, where it does not
+    apply (https://kubernetes.io/docs/concepts/services-networking/network-policies/: policies
+    select pod traffic; kubelet exec enters the container, it is not pod-network traffic)."""
+    from kubernetes.client import CoreV1Api
+
+    def blocked(*_args: Any, **_kwargs: Any) -> Any:
+        raise AssertionError("pods/proxy is dropped by the NetworkPolicy on a real cluster")
+
+    monkeypatch.setattr(CoreV1Api, "connect_get_namespaced_pod_proxy_with_path", blocked)
+    kubeconfig = kube.from_kubeconfig("fake", str(_kubeconfig(tmp_path / "kubeconfig", fake_api.url)))
+    target = KubernetesTarget("onprem", load_spec(spec_file, "onprem"), state_root=tmp_path, root=REPO,
+                              configuration=kubeconfig)
+    calls: list[tuple[str, list[str]]] = []
+    async with gateways(connection, 2) as urls:
+        fake_api.pods.update({f"triptyque-llm-gateway-{i}": url for i, url in enumerate(urls)})
+        target.cluster().exec_in_pod = _exec_through(fake_api, calls)
+        reports = await anyio.to_thread.run_sync(lambda: target.kill("jane", "drill"))
+        assert [(r.reachable, r.engaged) for r in reports] == [(True, True), (True, True)]
+        assert all(r.detail for r in reports)  # the gateway's own reason
+        status = await anyio.to_thread.run_sync(target.status)
+        assert [r.engaged for r in status] == [True, True]
+    assert {pod for pod, _ in calls} == {"triptyque-llm-gateway-0", "triptyque-llm-gateway-1"}
+    assert all(command[3] == "http://127.0.0.1:8080/readyz" for _, command in calls)
+
+
+def test_a_gateway_that_cannot_be_reached_is_reported_unreachable_with_why(spec_file: Path, tmp_path: Path):
+    from kubernetes.client import V1ObjectMeta, V1Pod, V1PodCondition, V1PodSpec, V1PodStatus
+
+    from triptyque.targets.cluster import Cluster
+
+    cluster = Cluster(kube.for_server("http://127.0.0.1:9", TOKEN), "triptyque", "onprem")
+
+    def refused(_pod: str, _command: list[str]) -> str:
+        raise RuntimeError("pods/exec is forbidden")
+
+    cluster.exec_in_pod = refused
+    pod = V1Pod(metadata=V1ObjectMeta(name="gw-0"), spec=V1PodSpec(containers=[], node_name="n1"),
+                status=V1PodStatus(conditions=[V1PodCondition(type="Ready", status="True")]))
+    report = cluster._probe(pod, 8080, time.perf_counter())
+    assert report.reachable is False and "pods/exec is forbidden" in report.detail
+    assert report.extra == {"node": "n1", "pod_ready": True}

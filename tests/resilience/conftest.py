@@ -27,6 +27,8 @@ from triptyque.gateway.settings import GatewaySettings
 from triptyque.monitoring.metrics import sample_value
 
 PORTS = PortPool(range(38050, 38100))  # bench/ uses 38000-38049
+# The fake engine's controls (bench/fake_engine.py): the gateway forwards only an allowlist.
+FAKE_ENGINE_HEADERS = ("x-fake-first-byte-delay", "x-fake-token-interval", "x-fake-status")
 CHAT = {"model": "tiny-llama", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
 
 
@@ -91,14 +93,17 @@ class Starter:
     def __init__(self, folder: Path) -> None:
         self.folder, self.started = folder, []  # type: ignore[var-annotated]
 
-    def __call__(self, state_dir: Path | None = None, engine: bool = True, **limits: Any) -> Served:
+    def __call__(self, state_dir: Path | None = None, engine: bool = True,
+                 forward_headers: tuple[str, ...] = FAKE_ENGINE_HEADERS, **limits: Any) -> Served:
         procs = Processes(self.folder / f"run-{len(self.started)}").__enter__()
         self.started.append(procs)
         engine_port = PORTS.take()
         if engine:
             procs.fake_engine(engine_port)
         state = state_dir or self.folder / f"state-{len(self.started)}"
-        served = Served(procs, gateway_settings(PORTS.take(), engine_port, state, **limits), engine_port)
+        settings = gateway_settings(PORTS.take(), engine_port, state, **limits)
+        settings = settings.model_copy(update={"forward_headers": forward_headers})
+        served = Served(procs, settings, engine_port)
         served.start_gateway()
         return served
 

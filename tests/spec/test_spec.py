@@ -94,7 +94,9 @@ def test_a_missing_or_non_mapping_file_is_a_clear_error(tmp_path: Path) -> None:
 def test_a_hub_model_keeps_its_revision_and_gpu_flags_appear_only_with_a_gpu(tmp_path: Path) -> None:
     from triptyque.engine import engine_args
 
-    path = write(tmp_path, lambda d: d["model"].update(source="org/model-7b", revision="abc123"))
+    # The cloud overlay names its own model: the hub model goes there.
+    path = write(tmp_path, lambda d: d["targets"]["cloud"]["model"].update(source="org/model-7b",
+                                                                           revision="abc123"))
     cloud, local = load_spec(path, target="cloud"), load_spec(SPEC, target="local")
     cloud_args, local_args = engine_args(cloud), engine_args(local)
     assert "--enforce-eager" in local_args and "--enforce-eager" not in cloud_args

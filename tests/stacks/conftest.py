@@ -11,7 +11,7 @@ import asyncio
 import gc
 import runpy
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +34,30 @@ class TriptyqueMocks(pulumi.runtime.Mocks):
             state["kubeconfigs"] = [{"configFile": "apiVersion: v1\nkind: Config\n"}]
         if args.typ == "scaleway:instance/ip:Ip":
             state["address"] = f"51.15.0.{10 + len(self.registered)}"
+        if args.typ == "scaleway:network/publicGatewayIp:PublicGatewayIp":
+            state["address"] = "51.158.0.7"
         return f"{args.name}-id", state
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:  # type: ignore[override]
         return {}
 
+
+# Resource options never reach Mocks.new_resource; the custom timeouts Pulumi would send
+# to the engine are kept here, by URN, from the registration request itself.
+TIMEOUTS: dict[str, dict[str, str]] = {}
+_register_resource: Callable[[Any, Any], Any] = pulumi.runtime.mocks.MockMonitor.RegisterResource
+
+
+def _register_keeping_timeouts(self: Any, request: Any) -> Any:
+    response = _register_resource(self, request)
+    if request.HasField("customTimeouts"):
+        timeouts = request.customTimeouts
+        TIMEOUTS[response.urn] = {"create": timeouts.create, "update": timeouts.update,
+                                  "delete": timeouts.delete}
+    return response
+
+
+pulumi.runtime.mocks.MockMonitor.RegisterResource = _register_keeping_timeouts  # type: ignore[method-assign]
 
 MOCKS = TriptyqueMocks()
 # Pulumi's mocks keep futures of the loop current when they are set; async tests elsewhere
@@ -56,6 +75,7 @@ from triptyque.k8s.config import StackConfig, load_stack_config  # noqa: E402
 class Ran:
     resources: list[Seen]
     outputs: dict[str, Any]
+    timeouts: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def of_type(self, resource_type: str) -> list[Seen]:
         return [r for r in self.resources if r.type == resource_type]
@@ -67,7 +87,7 @@ class Ran:
 
 
 def _monitor_resources() -> dict[str, Any]:
-    monitor = pulumi.runtime.settings.get_monitor()
+    monitor: Any = pulumi.runtime.settings.get_monitor()
     resources: dict[str, Any] = monitor.resources  # the mock monitor keeps URN -> registration
     return resources
 
@@ -79,14 +99,15 @@ def run_stack(config: StackConfig) -> Ran:
         return pulumi.Output.all(**build(config, REPO)).apply(outputs.update)
 
     ran = _run(program)
-    return Ran(ran.resources, outputs)
+    return Ran(ran.resources, outputs, ran.timeouts)
 
 
 def _run(program: Callable[[], Any]) -> Ran:
     asyncio.set_event_loop(PULUMI_LOOP)
     MOCKS.registered.clear()
+    TIMEOUTS.clear()
     _monitor_resources().clear()
-    pulumi.runtime.test(program)()
+    pulumi.runtime.test(program)()  # type: ignore[no-untyped-call]
     by_urn = _monitor_resources()
     seen = []
     for urn in by_urn:
@@ -98,7 +119,7 @@ def _run(program: Callable[[], Any]) -> Ran:
         provider_urn = (args.provider or "").rsplit("::", 1)[0]
         provider = by_urn[provider_urn].state if provider_urn in by_urn else {}
         seen.append(Seen(resource_type, urn, dict(args.inputs), dict(provider)))
-    return Ran(seen, {})
+    return Ran(seen, {}, dict(TIMEOUTS))
 
 
 def run_entry_point() -> Ran:

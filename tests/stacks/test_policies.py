@@ -106,7 +106,8 @@ def _args(resource_type: str, props: dict[str, Any], provider: dict[str, Any]) -
 def _violations(name: str, resource_type: str, props: dict[str, Any], provider: dict[str, Any]) -> list[str]:
     policy = next(p for p in policies() if p.name == name)
     found: list[str] = []
-    policy.validate(_args(resource_type, props, provider), lambda message, urn=None: found.append(message))
+    validate = policy.validate  # type: ignore[attr-defined]
+    validate(_args(resource_type, props, provider), lambda message, urn=None: found.append(message))
     return found
 
 

@@ -43,7 +43,8 @@ def test_the_policies_have_something_to_check_in_each_stack(stacks):
                     if "settings.json" in (c.props.get("data") or {})]
         assert len(settings) == 1
     assert [s.props["spec"]["type"] for s in cloud.of_type("kubernetes:core/v1:Service")].count("LoadBalancer") == 1
-    assert len([r for r in cloud.resources if r.type.startswith("scaleway:")]) == 4
+    # network, egress IP, public gateway, its route, cluster, API ACL, two pools
+    assert len([r for r in cloud.resources if r.type.startswith("scaleway:")]) == 8
     assert len(vm.of_type("scaleway:instance/securityGroup:SecurityGroup")) == 1
 
 
@@ -51,7 +52,7 @@ def test_every_kubernetes_object_belongs_to_the_inference_service_component(stac
     for name in ("onprem", "cloud"):
         objects = [r for r in stacks[name].resources if r.type.startswith("kubernetes:")
                    and r.type != "kubernetes:helm.sh/v3:Release"]
-        assert len(objects) >= 20
+        assert len(objects) >= 19  # no model-files ConfigMap: GPU targets read hub weights
         outside = [r.urn for r in objects if "triptyque:k8s:InferenceService$" not in r.urn]
         assert not outside, "\n".join(outside)
 
@@ -177,3 +178,62 @@ def test_the_edge_target_reads_the_cloud_vm_inventory_as_its_own(stacks, tmp_pat
     nodes = read_inventory(path, 8080, ansible_inventory=str(tool))
     assert [n.name for n in nodes] == ["triptyque-llm-gpu-0"]
     assert nodes[0].gateway_url == f"http://{nodes[0].address}:8080"
+
+
+def test_pulumi_waits_for_the_engine_as_long_as_its_startup_budget_allows(stacks, test_spec):
+    # pulumi-kubernetes' await for a Deployment gives up after 10 minutes unless customTimeouts
+    # say otherwise (https://www.pulumi.com/docs/iac/concepts/options/customtimeouts/), and
+    # Kubernetes marks a rollout failed after progressDeadlineSeconds, 600 by default
+    # (https://kubernetes.io/docs/concepts/workloads/controllers/deployment/#progress-deadline-seconds).
+    from triptyque.spec import load_spec
+
+    config = example("cloud", test_spec)
+    budget = load_spec(test_spec, "cloud").engine.startup_seconds
+    assert budget == 1800 and config.engine.startup_seconds is None  # the spec's, per target
+    for name in ("onprem", "cloud"):
+        engine = stacks[name].one("kubernetes:apps/v1:Deployment", "triptyque-llm-engine")
+        deadline = int(engine.props["spec"]["progressDeadlineSeconds"])
+        assert deadline > budget + config.engine.drain_seconds
+        waits = stacks[name].timeouts[engine.urn]
+        assert waits["create"] == waits["update"] == f"{deadline + 120}s"
+        gateway = stacks[name].one("kubernetes:apps/v1:Deployment", "triptyque-llm-gateway")
+        assert gateway.urn not in stacks[name].timeouts
+
+
+def test_a_longer_startup_budget_lengthens_the_deadline_and_pulumi_s_wait(test_spec):
+    config = example("onprem", test_spec)
+    slow = run_stack(config.model_copy(update={"engine": config.engine.model_copy(update={"startup_seconds": 7200})}))
+    engine = slow.one("kubernetes:apps/v1:Deployment", "triptyque-llm-engine")
+    deadline = int(engine.props["spec"]["progressDeadlineSeconds"])
+    assert deadline >= 7200 + 900
+    assert slow.timeouts[engine.urn]["create"] == f"{deadline + 120}s"
+
+
+def test_the_cloud_stack_installs_kube_prometheus_stack_without_control_plane_monitors(stacks):
+    # A managed Kapsule control plane exposes no etcd/scheduler/controller-manager metrics
+    # (kube-prometheus-stack values.yaml enables their monitors by default; see tests/k8s).
+    cloud = stacks["cloud"].one("kubernetes:helm.sh/v3:Release", "kube-prometheus-stack").props["values"]
+    onprem = stacks["onprem"].one("kubernetes:helm.sh/v3:Release", "kube-prometheus-stack").props["values"]
+    assert cloud["kubeEtcd"] == {"enabled": False} and cloud["kubeScheduler"] == {"enabled": False}
+    assert "kubeEtcd" not in onprem
+
+
+
+def test_kapsule_s_api_server_answers_only_the_operators_and_the_nodes_have_no_public_address(stacks, test_spec):
+    # pulumiverse_scaleway: kubernetes.Acl (one per cluster; without one the API server is open
+    # to any address) and Pool.public_ip_disabled ("your Cluster must have an attached Private
+    # Network set up with a Public Gateway"), per the SDK's docstrings (pulumiverse_scaleway 1.60).
+    cloud = stacks["cloud"]
+    acl = cloud.one("scaleway:kubernetes/acl:Acl", "kapsule-api-acl").props
+    rules = {rule["ip"]: rule["description"] for rule in acl["aclRules"]}
+    assert rules == {"203.0.113.10/32": "operators", "51.158.0.7/32": "the nodes, through the public gateway"}
+    assert acl["clusterId"] == "kapsule-id"
+    for pool in ("kapsule-system", "kapsule-gpu"):
+        assert cloud.one("scaleway:kubernetes/pool:Pool", pool).props["publicIpDisabled"] is True
+    route = cloud.one("scaleway:network/gatewayNetwork:GatewayNetwork", "kapsule-egress-route").props
+    assert route["enableMasquerade"] is True and route["ipamConfigs"] == [{"pushDefaultRoute": True}]
+    config = example("cloud", test_spec)
+    open_api = config.model_copy(update={"scaleway": config.scaleway_or_default.model_copy(
+        update={"api_source_ranges": None})})
+    with pytest.raises(pulumi.RunError, match="apiSourceRanges"):
+        run_stack(open_api)

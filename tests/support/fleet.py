@@ -34,6 +34,8 @@ from pathlib import Path
 import psutil
 import yaml
 
+from triptyque.wait import WaitTimeout, wait_until
+
 DEBIAN_SUITE = "bookworm"
 DEBIAN_MIRROR = os.environ.get("TRIPTYQUE_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 # What an edge node is expected to have before triptyque touches it: an init, sshd
@@ -249,14 +251,15 @@ class Fleet:
         (ssh_dir / "authorized_keys").write_text(self.key.with_suffix(".pub").read_text())
 
     def _wait_for_ssh(self, node: Node) -> None:
-        deadline = time.monotonic() + self.boot_timeout
-        while time.monotonic() < deadline:
-            if self.ssh(node, "systemctl is-system-running --wait", check=False,
-                        timeout=30).stdout.strip() in {"running", "degraded"}:
-                return
-            time.sleep(0.3)
-        log = (Path(node.workdir) / "console.log").read_text(errors="replace")[-2000:]
-        raise FleetError(f"{node.name} did not answer SSH within {self.boot_timeout:.0f}s:\n{log}")
+        def booted() -> bool:
+            answer = self.ssh(node, "systemctl is-system-running --wait", check=False, timeout=30)
+            return answer.stdout.strip() in {"running", "degraded"}
+
+        try:
+            wait_until(booted, timeout=self.boot_timeout, what=f"{node.name} answering SSH", interval=0.3)
+        except WaitTimeout:
+            log = (Path(node.workdir) / "console.log").read_text(errors="replace")[-2000:]
+            raise FleetError(f"{node.name} did not answer SSH within {self.boot_timeout:.0f}s:\n{log}") from None
 
     def stop(self) -> None:
         if self._stopped:

@@ -2,7 +2,12 @@
 
     figures.py   default figures (burden/figures.yaml): value, unit, source, date, confidence
     scenario.py  a TCO scenario file, validated; overrides of any figure
+    units.py     the valid range of every figure unit
+    inputs.py    strict YAML (no duplicate keys), the 4e8 hint, input file hashes
+    sizing.py    one model on one device type: GPUs per replica, requests, tokens/s; pure
+    deployed.py  the cloud stack's billable resources, from Pulumi.cloud.yaml
     tco.py       TCO per option (edge, onprem, cloud, buy) over the horizon; pure
+    decision.py  ranges from confidence, sensitivity, break-even vs the managed API; pure
     static.py    what a team must own, counted from the artefacts on disk
     ledger.py    every deploy, drill and kill-switch action, in SQLite
     drills.py    scripted operations over the Target protocol, timed phase by phase

@@ -7,6 +7,7 @@ mark is hatched, so a measured number never looks like a modelled one.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from html import escape
 
@@ -205,3 +206,125 @@ def line_chart(chart: str, label: str, series: dict[str, list[float]], unit: str
         body.append(f'<text x="10" y="{note_y}" fill="#555">dashed: the option uses estimate figures '
                     '(confidence L); every line is modelled from burden/figures.yaml</text>')
     return _svg(chart, note_y + 12, label, body)
+
+
+def _log_ticks(low: float, high: float) -> list[float]:
+    return [10.0 ** e for e in range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)]
+
+
+def _volume(value: float) -> str:
+    for step, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if value >= step:
+            return f"{value / step:,.0f}{suffix}"
+    return f"{value:,.0f}"
+
+
+def volume_chart(chart: str, label: str, series: Mapping[str, list[tuple[float, float]]], *, marker: float,
+                 flips: Mapping[str, float | None]) -> str:
+    """Total cost (EUR) against monthly token volume (log-log), one line per option, labels at the line ends.
+
+    ``marker`` is the scenario's own volume (a vertical line); ``flips`` the volume from which each option
+    is cheaper than the managed API (a dot on its line), None when it never is.
+    """
+    legend = Legend()
+    for name in series:
+        legend.color(name)
+    left, right, top, plot_h = 80, 90, 28, 260
+    plot_w = WIDTH - left - right
+    points = [p for values in series.values() for p in values if p[1] > 0 and math.isfinite(p[1])]
+    if not points:
+        return _svg(chart, 40, label, [f'<text x="10" y="24">{escape(label)}: nothing to plot</text>'])
+    x_low, x_high = min(p[0] for p in points), max(p[0] for p in points)
+    y_low = 10 ** math.floor(math.log10(min(p[1] for p in points)))
+    y_high = 10 ** math.ceil(math.log10(max(p[1] for p in points)))
+    y_high = max(y_high, y_low * 10)
+
+    def xy(volume: float, eur: float) -> tuple[float, float]:
+        x = left + plot_w * (math.log10(volume) - math.log10(x_low)) / max(math.log10(x_high / x_low), 1e-9)
+        y = top + plot_h * (1 - (math.log10(eur) - math.log10(y_low)) / math.log10(y_high / y_low))
+        return x, y
+
+    body = [f'<text x="{left}" y="16" font-weight="600">{escape(label)}</text>']
+    for tick in _log_ticks(y_low, y_high):
+        _, y = xy(x_low, tick)
+        body.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" stroke="#ddd"/>'
+                    f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" fill="#555">{_fmt(tick, "EUR")}</text>')
+    for tick in (t for t in _log_ticks(x_low, x_high) if x_low <= t <= x_high):
+        x, _ = xy(tick, y_low)
+        body.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{top + plot_h}" stroke="#eee"/>'
+                    f'<text x="{x:.1f}" y="{top + plot_h + 16}" text-anchor="middle" fill="#555">'
+                    f'{_volume(tick)}</text>')
+    mx, _ = xy(marker, y_low)
+    body.append(f'<line x1="{mx:.1f}" y1="{top}" x2="{mx:.1f}" y2="{top + plot_h}" stroke="#444" '
+                f'stroke-dasharray="3 3"/><text x="{mx + 4:.1f}" y="{top + 10}" fill="#444">this scenario</text>')
+    ends: list[tuple[float, str, str]] = []
+    for name, values in series.items():
+        color = legend.color(name)
+        shown = [(v, e) for v, e in values if e > 0 and math.isfinite(e)]
+        if not shown:
+            continue
+        line = " ".join(f"{x:.1f},{y:.1f}" for x, y in (xy(v, e) for v, e in shown))
+        body.append(f'<polyline class="series" data-series="{escape(name)}" data-value="{shown[-1][1]:.2f}" '
+                    f'points="{line}" fill="none" stroke="{color}" stroke-width="2.5"><title>'
+                    f'{escape(name)}: total cost over the horizon by monthly token volume</title></polyline>')
+        ends.append((xy(*shown[-1])[1], name, color))
+        flip = flips.get(name)
+        if flip is not None and x_low <= flip <= x_high:
+            at = min(shown, key=lambda p: abs(math.log10(p[0] / flip)))
+            fx, fy = xy(flip, at[1])
+            body.append(f'<circle cx="{fx:.1f}" cy="{fy:.1f}" r="4.5" fill="white" stroke="{color}" '
+                        f'stroke-width="2"><title>{escape(name)} cheaper than the API from {_volume(flip)} '
+                        f'tokens a month</title></circle>')
+    placed = -1e9
+    for y, name, color in sorted(ends):
+        y = max(y, placed + 14)  # labels at the line ends, never on top of each other
+        placed = y
+        body.append(f'<text class="end-label" x="{left + plot_w + 6}" y="{y + 4:.1f}" fill="{color}">'
+                    f'{escape(name)}</text>')
+    note_y = top + plot_h + 36
+    body.append(f'<text x="10" y="{note_y}" fill="#555">x: tokens a month (input + output), y: total cost over '
+                'the horizon, both log scale;</text>'
+                f'<text x="10" y="{note_y + 16}" fill="#555">circle: where the option becomes cheaper than the '
+                'managed API</text>')
+    return _svg(chart, note_y + 26, label, body)
+
+
+@dataclass
+class Bar:
+    name: str
+    low: float
+    high: float
+    title: str
+
+
+def tornado(chart: str, label: str, point: float, bars: list[Bar], unit: str) -> str:
+    """One bar per figure from the total at its low value to the total at its high value, around ``point``."""
+    left = max([160, *(int(6.6 * len(b.name)) + 16 for b in bars)])
+    right, bar, gap, top = 80, 16, 8, 28
+    plot = WIDTH - left - right
+    low = min([point, *(min(b.low, b.high) for b in bars)])
+    high = max([point, *(max(b.low, b.high) for b in bars)])
+    span = (high - low) or 1.0
+
+    def scale(v: float) -> float:
+        return left + plot * (v - low) / span
+
+    height = top + len(bars) * (bar + gap) + 30
+    body = [f'<text x="10" y="16" font-weight="600">{escape(label)}</text>',
+            f'<line x1="{scale(point):.1f}" y1="{top - 4}" x2="{scale(point):.1f}" '
+            f'y2="{top + len(bars) * (bar + gap)}" stroke="#222"/>']
+    for index, b in enumerate(bars):
+        y = top + index * (bar + gap)
+        start, end = sorted((scale(b.low), scale(b.high)))
+        body.append(f'<text x="{left - 8}" y="{y + 12}" text-anchor="end">{escape(b.name)}</text>'
+                    f'<rect class="bar" x="{start:.1f}" y="{y}" width="{max(end - start, 1):.1f}" height="{bar}" '
+                    f'fill="{PALETTE[0]}" data-value="{abs(b.high - b.low):.2f}">'
+                    f'<title>{escape(b.title)}</title></rect>'
+                    f'<text x="{min(end + 6, WIDTH - 4):.1f}" y="{y + 12}" fill="#222">'
+                    f'{escape(_fmt(abs(b.high - b.low), unit))}</text>')
+    axis_y = top + len(bars) * (bar + gap) + 16
+    body.append(f'<text x="{left}" y="{axis_y}" fill="#555">{escape(_fmt(low, unit))}</text>'
+                f'<text x="{scale(point):.1f}" y="{axis_y}" text-anchor="middle" fill="#222">'
+                f'{escape(_fmt(point, unit))}</text><text x="{left + plot}" y="{axis_y}" text-anchor="end" '
+                f'fill="#555">{escape(_fmt(high, unit))}</text>')
+    return _svg(chart, height, label, body)

@@ -11,12 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from triptyque.burden.compare import Comparison, compare
+from triptyque.burden.deployed import read_cloud_deployment
 from triptyque.burden.drills import DRILLS, DrillResult, available, run_drill
 from triptyque.burden.errors import BurdenError
 from triptyque.burden.figures import load_figures
 from triptyque.burden.hooks import hooks_for
+from triptyque.burden.inputs import fingerprint
 from triptyque.burden.ledger import KINDS, LEDGER_FILE, Kind, Ledger
-from triptyque.burden.report import write_report
+from triptyque.burden.report import write_report, write_side_by_side
 from triptyque.burden.scenario import load_scenario
 from triptyque.burden.static import load_skills
 from triptyque.errors import TriptyqueError
@@ -63,13 +65,50 @@ def run_drills(target: Target, names: list[str], *, ledger: Ledger, operator: st
 
 def build_report(*, scenario_path: Path, out_dir: Path, ledger: Ledger, figures_path: Path, skills_path: Path,
                  spec: ServiceSpec | None, root: Path = PROJECT_ROOT, rendered: Path | None = None,
-                 ) -> tuple[Comparison, dict[str, Path]]:
+                 spec_path: Path | None = None) -> tuple[Comparison, dict[str, Path]]:
     figures = load_figures(figures_path)
     scenario, figures = load_scenario(scenario_path, figures)
+    deployment = read_cloud_deployment(root)
+    inputs = {"scenario": fingerprint(scenario_path), "figures": fingerprint(figures_path),
+              "skills": fingerprint(skills_path), "cloud_stack": fingerprint(Path(deployment.source)),
+              "dependencies": fingerprint(root / "burden" / "dependencies.yaml")}
+    if spec_path is not None:
+        inputs["spec"] = fingerprint(spec_path)
+    provenance = {"spec_hash": spec.spec_hash() if spec else None, "inputs": inputs}
     comparison = compare(scenario, figures, load_skills(skills_path), root=root, ledger=ledger,
                          scenario_path=scenario_path, spec_version=spec.engine.version if spec else None,
-                         rendered=rendered)
+                         rendered=rendered, provenance=provenance, deployment=deployment)
     return comparison, write_report(comparison, out_dir)
+
+
+def build_reports(*, scenario_paths: list[Path], out_dir: Path, ledger: Ledger, figures_path: Path,
+                  skills_path: Path, spec: ServiceSpec | None, root: Path = PROJECT_ROOT, rendered: Path | None = None,
+                  spec_path: Path | None = None) -> dict[str, Path]:
+    """One report per scenario; several scenarios go to OUT/<name>/ with a side-by-side page in OUT.
+
+    Every scenario is validated before anything is written, so one bad file writes nothing.
+    """
+    figures = load_figures(figures_path)
+    problems: list[str] = []
+    for path in scenario_paths:
+        try:
+            load_scenario(path, figures)
+        except BurdenError as exc:
+            problems += exc.problems
+    if problems:
+        raise BurdenError(problems)
+    common: dict[str, Any] = {"ledger": ledger, "figures_path": figures_path, "skills_path": skills_path,
+                              "spec": spec, "root": root, "rendered": rendered, "spec_path": spec_path}
+    if len(scenario_paths) == 1:
+        return build_report(scenario_path=scenario_paths[0], out_dir=out_dir, **common)[1]
+    comparisons: list[tuple[Comparison, dict[str, Path]]] = []
+    paths: dict[str, Path] = {}
+    for index, path in enumerate(scenario_paths, start=1):
+        folder = out_dir / f"{index}-{path.stem}"
+        comparison, written = build_report(scenario_path=path, out_dir=folder, **common)
+        comparisons.append((comparison, written))
+        paths |= {f"{path.stem} {kind}": p for kind, p in written.items()}
+    return write_side_by_side(comparisons, out_dir) | paths
 
 
 def _append(ledger: Ledger, kind: Kind, target: str, **fields: Any) -> None:

@@ -14,7 +14,12 @@ from typing import Any
 
 import yaml
 
+from triptyque import __version__
+from triptyque.burden import decision
 from triptyque.burden import tco as tco_model
+from triptyque.burden.dependencies import Dependency, dependency_map, load_dependencies
+from triptyque.burden.deployed import CloudDeployment, read_cloud_deployment
+from triptyque.burden.errors import BurdenError
 from triptyque.burden.evidence import Evidence
 from triptyque.burden.exit import DESTINATION, ExitCost, exit_cost
 from triptyque.burden.figures import Figures
@@ -22,10 +27,12 @@ from triptyque.burden.ledger import Entry, Ledger, git_revision
 from triptyque.burden.modelled import ModelledDrill, edge_crash_proxy, kubernetes_drills
 from triptyque.burden.scenario import Option, Scenario
 from triptyque.burden.scorecard import Scorecard, scorecard
+from triptyque.burden.slo import Continuity, continuity
 from triptyque.burden.static import Skills, TargetBurden, scan
-from triptyque.burden.tco import OptionCost
+from triptyque.burden.tco import TOIL, OptionCost
 
 TARGETS = ("local", "edge", "onprem", "cloud")
+DEPENDENCIES = Path("burden/dependencies.yaml")
 MEASURED_DRILLS = ("deploy", "redeploy", "upgrade", "rollback", "kill-soft", "kill-hard", "engine-crash",
                    "node-reboot")
 
@@ -44,6 +51,7 @@ class DrillView:
     commands: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     estimate: bool = False
+    entry_id: int | None = None
 
     def evidence(self, metric: str) -> Evidence | None:
         if metric not in self.metrics:
@@ -53,13 +61,13 @@ class DrillView:
     def as_dict(self) -> dict[str, Any]:
         return {"target": self.target, "drill": self.drill, "measured": self.measured, "source": self.source,
                 "phases": self.phases, "metrics": self.metrics, "human_steps": self.human_steps,
-                "commands": self.commands, "notes": self.notes, "estimate": self.estimate}
+                "commands": self.commands, "notes": self.notes, "estimate": self.estimate, "ledger_id": self.entry_id}
 
 
 def _measured(entry: Entry) -> DrillView:
     return DrillView(entry.target, entry.name, True, entry.ref, entry.phases, entry.metrics,
                      int(entry.details.get("human_steps", 0)), list(entry.details.get("commands", [])),
-                     list(entry.details.get("notes", [])))
+                     list(entry.details.get("notes", [])), entry_id=entry.id)
 
 
 def _modelled(drill: ModelledDrill, figures: Figures) -> DrillView:
@@ -67,6 +75,21 @@ def _modelled(drill: ModelledDrill, figures: Figures) -> DrillView:
     source = "figures: " + ", ".join(drill.figures) if drill.figures else "; ".join(drill.notes)
     return DrillView(drill.target, drill.drill, False, source, drill.phases, drill.metrics, drill.human_steps,
                      [], drill.notes, estimate or not drill.figures)
+
+
+@dataclass
+class LedgerUse:
+    """Which ledger rows the report used, which failed, and how many were left out as another revision's."""
+
+    used: list[Entry] = field(default_factory=list)
+    failed: list[Entry] = field(default_factory=list)
+    other_revision_or_spec: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"used": [e.id for e in self.used], "failed": [{"id": e.id, "target": e.target, "drill": e.name,
+                                                                "error": e.details.get("error"), "ref": e.ref}
+                                                               for e in self.failed],
+                "left_out_other_revision_or_spec": self.other_revision_or_spec}
 
 
 @dataclass
@@ -84,12 +107,32 @@ class Comparison:
     figures: Figures
     ledger_path: str
     notes: list[str] = field(default_factory=list)
+    unserved: dict[Option, str] = field(default_factory=dict)
+    deployment: CloudDeployment | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+    decision: decision.Decision | None = None
+    ledger_use: LedgerUse | None = None
+    dependencies: dict[Option, list[Dependency]] = field(default_factory=dict)
+    continuity: dict[Option, Continuity] = field(default_factory=dict)
+
+    people: dict[Option, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def figures_path(self) -> str:
+        return str(self.provenance.get("inputs", {}).get("figures", {}).get("path", "the figures file"))
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "generated_at": self.generated_at, "git_revision": self.git_revision,
+            "provenance": self.provenance,
             "scenario_path": self.scenario_path, "scenario": self.scenario.model_dump(mode="json"),
             "ledger": self.ledger_path,
+            "cloud_deployment": self.deployment.as_dict() if self.deployment else None,
+            "unserved": self.unserved,
+            "decision": self.decision.as_dict() if self.decision else None,
+            "dependencies": {o: [d.as_dict() for d in ds] for o, ds in self.dependencies.items()},
+            "continuity": {o: c.as_dict() for o, c in self.continuity.items()},
+            "people": self.people,
             "tco": {o: c.as_dict() for o, c in self.costs.items()},
             "static_burden": self.burden_views,
             "drills": {t: {d: v.as_dict() for d, v in views.items()} for t, views in self.drills.items()},
@@ -116,13 +159,21 @@ def _restart_sec(root: Path) -> float:
         return 5.0
 
 
-def collect_drills(ledger: Ledger, figures: Figures, root: Path) -> dict[str, dict[str, DrillView]]:
+def collect_drills(ledger: Ledger, figures: Figures, root: Path, *, spec_hash: str | None = None,
+                   revision: str | None = None, use: LedgerUse | None = None) -> dict[str, dict[str, DrillView]]:
+    """Measured drills of this spec hash and revision (failed runs listed, never hidden); modelled ones."""
+    use = use if use is not None else LedgerUse()
     drills: dict[str, dict[str, DrillView]] = {t: {} for t in TARGETS}
     for target in ("local", "edge"):
         for name in MEASURED_DRILLS:
-            entry = ledger.latest(target, "drill", name)
+            every = ledger.entries(target=target, kind="drill", name=name)
+            matching = ledger.matching(target, "drill", name, spec_hash=spec_hash, revision=revision)
+            use.other_revision_or_spec += len(every) - len(matching)
+            use.failed += [e for e in matching if e.outcome != "ok"]
+            entry = ledger.latest(target, "drill", name, spec_hash=spec_hash, revision=revision)
             if entry is not None:
                 drills[target][name] = _measured(entry)
+                use.used.append(entry)
     for target in ("onprem", "cloud"):
         operator = _stack_flag(root, target, "gpuOperator", target == "onprem")
         for drill in kubernetes_drills(target, figures, gpu_operator=operator):
@@ -130,6 +181,81 @@ def collect_drills(ledger: Ledger, figures: Figures, root: Path) -> dict[str, di
     if "engine-crash" not in drills["edge"] and (start := _local_engine_start(drills["local"])) is not None:
         drills["edge"]["engine-crash"] = _modelled(edge_crash_proxy(_restart_sec(root), *start), figures)
     return drills
+
+
+def outside_eu_or_closed(d: Dependency) -> bool:
+    return "EU" not in d.jurisdiction or "proprietary" in d.licence
+
+
+def lens_verdicts(s: Scenario, costs: dict[Option, OptionCost], exits: dict[Option, ExitCost],
+                  depends: dict[Option, list[Dependency]]) -> list[str]:
+    """One plain line per lens beyond cost and SLO: dependency, exit, people."""
+    lines = []
+    priced = [o for o in costs if o in depends]
+    if priced:
+        counts = {o: sum(outside_eu_or_closed(d) for d in depends[o]) for o in priced}
+        best = min(priced, key=lambda o: counts[o])
+        lines.append(f"Dependency: {best} has the fewest dependencies outside the EU or under a proprietary "
+                     f"licence ({counts[best]}; " + ", ".join(f"{o} {n}" for o, n in counts.items() if o != best)
+                     + "); see whom each option depends on.")
+    if exits:
+        cheapest = min(exits, key=lambda o: exits[o].total_eur)
+        dearest = max(exits, key=lambda o: exits[o].total_eur)
+        lines.append(f"Exit: leaving {cheapest} costs least ({exits[cheapest].total_eur:,.0f} EUR), leaving {dearest} "
+                     f"most ({exits[dearest].total_eur:,.0f} EUR, of which stranded hardware "
+                     f"{exits[dearest].by_line().get('stranded hardware', 0.0):,.0f} EUR).")
+    if costs:
+        fte = {o: sum(c.fte.values()) for o, c in costs.items()}
+        fits = [o for o, v in fte.items() if v <= s.people.fte_available]
+        lightest = min(fte, key=lambda o: fte[o])
+        lines.append(f"People: {lightest} needs the fewest FTE ({fte[lightest]:.2f}); with "
+                     f"{s.people.fte_available:g} FTE available, "
+                     + (f"{', '.join(fits)} fit" if fits else "no option fits") + ".")
+    return lines
+
+
+DOMAIN = {"sre": "infra and ops", "mlops": "AI-specific", "support": "user support and integration"}
+
+
+def people_view(s: Scenario, figures: Figures, costs: dict[Option, OptionCost]) -> dict[Option, dict[str, Any]]:
+    """FTE per skill domain of each option as a range, and what drives it.
+
+    The estimate comes from hours figures of confidence L: +-35 % (decision.SPREAD); a figure the scenario
+    gives (people.fte) or measured toil is shown as it is."""
+    spread = decision.SPREAD["L"]
+    out: dict[Option, dict[str, Any]] = {}
+    for option, cost in costs.items():
+        exact = option in s.people.fte
+        domains = {}
+        for role, fte in cost.fte.items():
+            if role.startswith(TOIL):
+                domains[f"infra and ops, measured ({role.removeprefix(TOIL)})"] = [fte, fte, fte]
+                continue
+            k = 0.0 if exact else spread
+            domains[DOMAIN.get(role, role)] = [fte * (1 - k), fte, fte * (1 + k)]
+        out[option] = {"fte": domains, "drivers": tco_model.scale_drivers(option, s, figures)}
+    return out
+
+
+TOIL_DRILLS = {"edge": ("upgrade", "ops.upgrades_per_year")}
+
+
+def measured_toil(drills: dict[str, dict[str, DrillView]], figures: Figures) -> dict[str, dict[str, float]]:
+    """FTE an operation measured by a drill takes a year: its duration x its yearly frequency.
+
+    Only measured drills count (a ledger entry, cited in the line's name); an edge upgrade is a
+    rollout the SRE runs and watches from start to end.
+    """
+    out: dict[str, dict[str, float]] = {}
+    per_fte = figures.value("people.hours_per_fte_year")
+    for option, (drill, frequency) in TOIL_DRILLS.items():
+        view = drills.get(option, {}).get(drill)
+        if view is None or not view.measured or not view.phases:
+            continue
+        seconds = max(float(p.get("at", 0.0)) for p in view.phases.values())  # start to the last phase
+        hours = seconds / 3600 * figures.value(frequency)
+        out[option] = {f"{TOIL}{drill} x {figures.value(frequency):g}/year, {view.source}": hours / per_fte}
+    return out
 
 
 def _local_engine_start(local: dict[str, DrillView]) -> tuple[float, str] | None:
@@ -146,15 +272,26 @@ def _local_engine_start(local: dict[str, DrillView]) -> tuple[float, str] | None
 
 def compare(
     scenario: Scenario, figures: Figures, skills: Skills, *, root: Path, ledger: Ledger, scenario_path: Path,
-    spec_version: str | None, rendered: Path | None = None,
+    spec_version: str | None, rendered: Path | None = None, provenance: dict[str, Any] | None = None,
+    deployment: CloudDeployment | None = None, dependencies_path: Path | None = None,
 ) -> Comparison:
     burdens = scan(root, spec_version=spec_version, rendered=rendered)
+    deployment = deployment or read_cloud_deployment(root)
     self_run: tuple[Option, ...] = ("edge", "onprem", "cloud")
     extra: dict[str, dict[str, float]] = {o: tco_model.scale_hours(o, scenario, figures) for o in self_run}
     fte: dict[str, dict[str, float]] = {o: burdens[o].fte(skills, figures, extra[o]) for o in self_run}
-    costs = tco_model.compute(scenario, figures, fte)
+    revision = git_revision(root)
+    ledger_use = LedgerUse()
+    drills = collect_drills(ledger, figures, root, spec_hash=(provenance or {}).get("spec_hash"),
+                            revision=revision, use=ledger_use)
+    for option, toil in measured_toil(drills, figures).items():
+        fte[option] |= toil
+    unserved: dict[Option, str] = {}
+    costs = tco_model.compute(scenario, figures, fte, deployment, unserved)
+    if not costs:
+        raise BurdenError([f"{scenario_path}: model: no option can serve {scenario.model.name}: "
+                           + "; ".join(f"{o}: {r}" for o, r in unserved.items())])
     views = {t: b.as_dict(skills, figures, extra.get(t)) for t, b in burdens.items()}
-    drills = collect_drills(ledger, figures, root)
 
     exits: dict[Option, ExitCost] = {}
     for option, cost in costs.items():
@@ -164,10 +301,22 @@ def compare(
         exits[option] = exit_cost(
             option, scenario, figures, tco=cost, counts=burden.counts() if burden else None,
             redeploy=deploy.evidence("time_to_serve_seconds") if deploy else None,
-            partial=bool(burden and burden.missing))
+            partial=bool(burden and burden.missing),
+            destination_counts=burdens[destination].counts() if destination in burdens else None)
 
     per_m = [c.cost_per_million_tokens for c in costs.values() if c.cost_per_million_tokens is not None]
     cheapest = min(per_m) if per_m else min(c.tco_economic for c in costs.values())
+    scale_out = drills["cloud"].get("scale-out")
+    sla = ("99.5 % SLA (Kapsule Dedicated)" if scenario.cloud.control_plane == "dedicated"
+           else "no SLA (Kapsule shared)")
+    slos = {o: continuity(o, scenario, figures, cost, slo=deployment.slo_availability,
+                          cloud_repair_seconds=scale_out.metrics.get("time_to_serve_seconds") if scale_out else None,
+                          cloud_control_plane_sla=sla) for o, cost in costs.items()}
+    known = {f"{d}.{name}" for d, domain in skills.domains.items() for name in domain["skills"]}
+    unknown = sorted(set(scenario.people.skills or []) - known)
+    if unknown:
+        raise BurdenError([f"{scenario_path}: people.skills: unknown skill {name!r}; use ids of the skills file "
+                           f"(e.g. {', '.join(sorted(known)[:3])})" for name in unknown])
     cards: dict[Option, Scorecard] = {}
     for option, cost in costs.items():
         target_drills = drills.get(option, {})
@@ -178,11 +327,20 @@ def compare(
             restore=crash.evidence("time_to_restore_seconds") if crash else None,
             refuse=soft.evidence("time_to_refuse_all_seconds") if soft else None,
             pinned=burden.counts()["pinned_versions"] if burden else None, exit_cost=exits[option],
-            skills=sum(len(v) for v in views[option]["skills"].values()) if option in views else 0)
+            skills=sum(len(v) for v in views[option]["skills"].values()) if option in views else 0,
+            rota_people=figures.value("people.oncall_rota_min_people") if scenario.people.on_call_24x7 else None,
+            needed_skills=sorted({k for i in burden.items for k in skills.skills_of(i.tags)}) if burden else [],
+            slo_fit=slos[option].meets)
 
-    notes = []
+    notes = [f"{option}: cannot serve {scenario.model.name}, so it is not priced: {reason}"
+             for option, reason in unserved.items()]
     for target, burden in burdens.items():
         notes += [f"{target}: {line}" for line in burden.missing]
+    if ledger_use.other_revision_or_spec:
+        notes.append(f"{ledger_use.other_revision_or_spec} drill entries of the ledger were recorded at another git "
+                     "revision or spec hash and are not used: run the drills again at this revision.")
+    notes += [f"Failed drill in the ledger: {e.target} {e.name}, {e.ref}: {e.details.get('error', 'no error kept')}"
+              for e in ledger_use.failed]
     if not drills["local"]:
         notes.append(f"No local drill in the ledger ({ledger.path}): run `triptyque drill local all`.")
     if not any(v.measured for v in drills["edge"].values()):
@@ -197,6 +355,20 @@ def compare(
                 implied == 0 or not 0.5 <= util / implied <= 2):
             notes.append(f"{option}: the stated GPU utilisation ({util:.1%}) differs from what the traffic implies "
                          f"({implied:.1%}); power uses the stated one.")
+    people = {o: tco_model.people_fte(scenario, figures, o, fte.get(o)) for o in scenario.compared}
+    verdict = decision.decide(scenario, figures, people, deployment, costs)
+    if verdict is not None:
+        meets = [o for o, c in slos.items() if c.meets]
+        misses = [o for o, c in slos.items() if c.meets is False]
+        verdict.verdict.append(
+            f"SLO {deployment.slo_availability:.1%}: met as deployed by {', '.join(meets) or 'none'}"
+            + (f"; not by {', '.join(misses)} without a spare" if misses else "") + ".")
+    depends = dependency_map(load_dependencies(dependencies_path or root / DEPENDENCIES), scenario,
+                             list(scenario.compared), dict(burdens))
+    if verdict is not None:
+        verdict.verdict += lens_verdicts(scenario, costs, exits, depends)
     return Comparison(
-        datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"), git_revision(root),
-        str(scenario_path), scenario, costs, burdens, views, drills, exits, cards, figures, str(ledger.path), notes)
+        datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"), revision,
+        str(scenario_path), scenario, costs, burdens, views, drills, exits, cards, figures, str(ledger.path), notes,
+        unserved, deployment, {"version": __version__, **(provenance or {}), "ledger": ledger_use.as_dict()},
+        verdict, ledger_use, depends, slos, people_view(scenario, figures, costs))

@@ -1,8 +1,9 @@
 """Exit cost: what leaving an option costs, in engineering hours, money and machine time.
 
 For each option: porting the resources to the destination (provider-specific ones are
-rewritten, portable ones re-applied), the deploy time on the destination (measured
-when a drill of that target is in the ledger, else modelled), moving the weights and
+rewritten, portable ones re-applied), building the destination (its static burden: each
+component it runs set up once by the team, and its deploy time, measured when a drill of
+that target is in the ledger, else modelled), moving the weights and
 the retained logs out (egress), commitments still running, and hardware stranded at
 the end of the horizon (residual book value not recovered by resale).
 """
@@ -67,7 +68,8 @@ def _egress_price(option: Option, figures: Figures, gigabytes: float) -> tuple[f
 
 
 def exit_cost(option: Option, s: Scenario, figures: Figures, *, tco: OptionCost, counts: dict[str, int] | None,
-              redeploy: Evidence | None, partial: bool = False) -> ExitCost:
+              redeploy: Evidence | None, partial: bool = False,
+              destination_counts: dict[str, int] | None = None) -> ExitCost:
     counts = BUY_RESOURCES if option == "buy" else (counts or {})
     specific = counts.get("provider_specific_resources", 0)
     portable = counts.get("portable_resources", 0)
@@ -80,7 +82,17 @@ def exit_cost(option: Option, s: Scenario, figures: Figures, *, tco: OptionCost,
                       f"x {rate:,.2f} EUR/h",
                       ["exit.hours_per_provider_specific_resource", "exit.hours_per_portable_resource",
                        "people.sre.loaded_eur_year", "people.hours_per_fte_year"])]
-    gigabytes = s.data.model_weights_gb + s.data.logs_gb_per_month * s.data.log_retention_months
+    if destination_counts is not None:
+        components = destination_counts.get("components", 0)
+        per_component = figures.value("exit.hours_per_destination_component")
+        deploy_h = redeploy.value / 3600 if redeploy is not None else 0.0
+        build_h = components * per_component + deploy_h
+        lines.append(ExitLine(
+            "building the destination", build_h * rate,
+            f"({components} components of {DESTINATION[option]} x {per_component:g} h + deploy "
+            f"{deploy_h:,.2f} h) x {rate:,.2f} EUR/h",
+            ["exit.hours_per_destination_component", "people.sre.loaded_eur_year", "people.hours_per_fte_year"]))
+    gigabytes = s.exit_weights_gb + s.data.logs_gb_per_month * s.data.log_retention_months
     egress, formula, ids = _egress_price(option, figures, gigabytes)
     lines.append(ExitLine("egress (weights and logs)", egress, formula, ids))
     if option == "cloud" and s.cloud.control_plane == "dedicated":

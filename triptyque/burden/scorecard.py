@@ -47,13 +47,21 @@ def _steps(value: float, thresholds: list[tuple[float, float]], otherwise: float
     return otherwise
 
 
-def value_score(cost: OptionCost, cheapest: float) -> Score:
+SLO_FIT = {True: 5.0, None: 3.0, False: 2.0}
+
+
+def value_score(cost: OptionCost, cheapest: float, slo_fit: bool | None = None) -> Score:
+    """Not cost alone: the cost score and whether the option meets the SLO as deployed, averaged."""
     per_m = cost.cost_per_million_tokens
     basis = per_m if per_m is not None else cost.tco_economic
     ratio = cheapest / basis if basis else 1.0
     unit = "EUR per million tokens (reservation-based)" if per_m is not None else "EUR TCO (no tokens)"
-    return Score(round(1 + 4 * ratio, 2), "1 + 4 x (cheapest option / this option)",
-                 {unit: f"{basis:,.3f}", "cheapest": f"{cheapest:,.3f}"})
+    cost_score = 1 + 4 * ratio
+    fit = SLO_FIT[slo_fit]
+    return Score(round((cost_score + fit) / 2, 2),
+                 "mean of: cost 1 + 4 x (cheapest option / this option); SLO as deployed met 5, unknown 3, missed 2",
+                 {unit: f"{basis:,.3f}", "cheapest": f"{cheapest:,.3f}", "cost score": f"{cost_score:.2f}",
+                  "SLO as deployed": {True: "met", None: "unknown (the provider's)", False: "missed"}[slo_fit]})
 
 
 def risk_score(restore: Evidence | None, refuse: Evidence | None, pinned: int | None) -> Score:
@@ -105,21 +113,40 @@ def data_score(option: Option, s: Scenario) -> Score:
                  {"sensitivity": s.data.sensitivity, "where the data goes": WHERE_DATA_GOES[option]})
 
 
-def run_score(fte_needed: float, s: Scenario, skills: int) -> Score:
+def run_score(fte_needed: float, s: Scenario, skills: int, rota_people: float | None = None,
+              needed_skills: list[str] | None = None) -> Score:
+    """FTE available against FTE needed; a 24/7 self-run service also needs a full on-call rota; with the
+    team's skills given (``people.skills``), the share of the needed skills it has caps the score."""
     available = s.people.fte_available
     ratio = available / fte_needed if fte_needed else float("inf")
-    score = 5 if ratio >= 1.5 else 4 if ratio >= 1 else 3 if ratio >= 0.75 else 2 if ratio >= 0.5 else 1
-    return Score(score, "FTE available / FTE needed: >=1.5 5, >=1 4, >=0.75 3, >=0.5 2, else 1",
-                 {"FTE needed (estimate)": f"{fte_needed:.2f}", "FTE available": f"{available:g}",
-                  "skills involved": str(skills)})
+    score: float = 5 if ratio >= 1.5 else 4 if ratio >= 1 else 3 if ratio >= 0.75 else 2 if ratio >= 0.5 else 1
+    inputs = {"FTE needed (estimate)": f"{fte_needed:.2f}", "FTE available": f"{available:g}",
+              "skills involved": str(skills)}
+    rule = "FTE available / FTE needed: >=1.5 5, >=1 4, >=0.75 3, >=0.5 2, else 1"
+    if rota_people is not None:
+        inputs["24/7 on-call rota"] = (f"needs {rota_people:g} people (people.oncall_rota_min_people); "
+                                       f"{available:g} FTE available")
+        rule += "; a 24/7 rota the FTE available cannot staff caps the score at 2"
+        if available < rota_people:
+            score = min(score, 2)
+    if s.people.skills is not None and needed_skills:
+        missing = sorted(set(needed_skills) - set(s.people.skills))
+        share = 1 - len(missing) / len(needed_skills)
+        inputs["skills the team lacks"] = ", ".join(missing) or "none"
+        rule += "; capped at 1 + 4 x the share of the needed skills the team has"
+        score = min(score, round(1 + 4 * share, 2))
+    return Score(score, rule, inputs)
 
 
 def scorecard(option: Option, s: Scenario, *, cost: OptionCost, cheapest: float, restore: Evidence | None,
-              refuse: Evidence | None, pinned: int | None, exit_cost: ExitCost, skills: int) -> Scorecard:
+              refuse: Evidence | None, pinned: int | None, exit_cost: ExitCost, skills: int,
+              rota_people: float | None = None, needed_skills: list[str] | None = None,
+              slo_fit: bool | None = None) -> Scorecard:
     return Scorecard(option, {
-        "value": value_score(cost, cheapest),
+        "value": value_score(cost, cheapest, slo_fit),
         "risk": risk_score(restore, refuse, pinned),
         "dependency": dependency_score(exit_cost),
         "data": data_score(option, s),
-        "run": run_score(sum(cost.fte.values()), s, skills),
+        "run": run_score(sum(cost.fte.values()), s, skills,
+                         rota_people if s.people.on_call_24x7 and option != "buy" else None, needed_skills),
     }, s.weights.normalised())

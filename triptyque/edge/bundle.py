@@ -23,6 +23,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -47,9 +48,15 @@ ENGINE_EXCLUDED: dict[Device, frozenset[str]] = {
     "cpu": frozenset({"torchvision", "torchaudio", "torchcodec"}),
     "gpu": frozenset(),
 }
-# Debian packages the engine links against that a minimal Debian lacks (vLLM's CPU
-# kernels need libnuma), plus node_exporter, whose binary is taken from its package.
-SYSTEM_DEBS: dict[Device, tuple[str, ...]] = {"cpu": ("libnuma1",), "gpu": ("libnuma1",)}
+# Debian packages the engine needs that a minimal Debian lacks, with their dependencies
+# (debian_packages downloads the closure): vLLM's CPU kernels link libnuma; on GPUs, Triton
+# compiles a small launcher with the system C compiler and the Python headers when it first
+# loads a kernel (it fails with "Failed to find C compiler" without them). {python} is the
+# bundle's Python (major.minor). node_exporter's binary is taken from its own package.
+SYSTEM_DEBS: dict[Device, tuple[str, ...]] = {
+    "cpu": ("libnuma1",),
+    "gpu": ("libnuma1", "gcc", "libc6-dev", "libpython{python}-dev"),
+}
 NODE_EXPORTER_DEB = "prometheus-node-exporter"
 NODE_EXPORTER_BIN = "usr/bin/prometheus-node-exporter"
 REPRODUCIBLE_EPOCH = "315532800"  # 1980-01-01, the earliest time a zip can hold
@@ -80,6 +87,9 @@ class Manifest:
     model_served_name: str
     builder_version: str
     components: dict[str, Component]
+    # The CUDA version the GPU engine's wheels were built for (None without a GPU build):
+    # the node's NVIDIA driver must support at least that one.
+    cuda: str | None = None
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -230,24 +240,61 @@ def pip_wheel(cache_dir: Path) -> Path:
     return found[-1]
 
 
+def closure_command(names: Iterable[str], folder: Path, status: Path) -> list[str]:
+    """apt's own resolver, told that nothing is installed: it downloads every package the
+    names need, which a node then installs from the bundle, skipping what it has."""
+    return ["apt-get", "install", "--download-only", "--yes", "--no-install-recommends",
+            "-o", f"Dir::Cache::archives={folder}", "-o", f"Dir::State::status={status}",
+            "-o", "Debug::NoLocking=1", *names]
+
+
 def debian_packages(names: Iterable[str], cache_dir: Path) -> list[Path]:
-    """``apt-get download`` each package once (no root needed); cached by name."""
+    """The packages ``names`` and everything they depend on, as .deb files, resolved and
+    downloaded once per set of names (no root needed: apt works in a folder of its own)."""
+    wanted = sorted(set(names))
+    key = hashlib.sha256(" ".join(wanted).encode()).hexdigest()[:12]
+    folder = cache_dir / "debs" / f"closure-{key}"
+    if not (folder / ".complete").exists():
+        if shutil.which("apt-get") is None:
+            raise MissingToolError("apt-get not found: build the bundle on a Debian machine")
+        shutil.rmtree(folder, ignore_errors=True)
+        (folder / "partial").mkdir(parents=True)
+        status = folder / "status"
+        status.write_text("")
+        result = subprocess.run(closure_command(wanted, folder, status),
+                                capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise TargetError(f"apt-get could not download {', '.join(wanted)}: "
+                              f"{result.stderr.strip()[-500:]} (run `apt-get update` and try again)")
+        (folder / ".complete").write_text("\n".join(wanted))
+    return sorted(folder.glob("*.deb"))
+
+
+def debian_package(name: str, cache_dir: Path) -> Path:
+    """``apt-get download`` one package alone (no dependencies), once; cached by name."""
     folder = cache_dir / "debs"
     folder.mkdir(parents=True, exist_ok=True)
-    debs = []
-    for name in names:
+    found = sorted(folder.glob(f"{name}_*.deb"))
+    if not found:
+        if shutil.which("apt-get") is None:
+            raise MissingToolError("apt-get not found: build the bundle on a Debian machine")
+        result = subprocess.run(["apt-get", "download", name], cwd=folder,
+                                capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise TargetError(f"apt-get download {name} failed: {result.stderr.strip()} "
+                              "(run `apt-get update` and try again)")
         found = sorted(folder.glob(f"{name}_*.deb"))
-        if not found:
-            if shutil.which("apt-get") is None:
-                raise MissingToolError("apt-get not found: build the bundle on a Debian machine")
-            result = subprocess.run(["apt-get", "download", name], cwd=folder,
-                                    capture_output=True, text=True, check=False)
-            if result.returncode != 0:
-                raise TargetError(f"apt-get download {name} failed: {result.stderr.strip()} "
-                                  "(run `apt-get update` and try again)")
-            found = sorted(folder.glob(f"{name}_*.deb"))
-        debs.append(found[-1])
-    return debs
+    return found[-1]
+
+
+def cuda_version(wheels: Iterable[Path]) -> str | None:
+    """major.minor of the CUDA runtime the wheels ship (NVIDIA's nvidia-cuda-runtime-cuXX
+    wheel, a dependency of PyTorch's CUDA builds), or None when there is none."""
+    for wheel in wheels:
+        name, _, rest = wheel.name.partition("-")
+        if name.startswith("nvidia_cuda_runtime_cu"):
+            return ".".join(rest.split("-", 1)[0].split(".")[:2])
+    return None
 
 
 def node_exporter_binary(deb: Path, work: Path) -> Path:
@@ -257,23 +304,66 @@ def node_exporter_binary(deb: Path, work: Path) -> Path:
     return folder / NODE_EXPORTER_BIN
 
 
+# Distributions whose releases are named by major.minor (Ubuntu 24.04); the others by their
+# major version alone (Debian 12, whose point releases share packages). The preflight
+# (playbooks/roles/triptyque/vars/main.yml, _triptyque_node_platform) applies the same rule.
+_MINOR_NAMED = frozenset({"ubuntu"})
+_ARCHES = {"x86_64": "amd64", "aarch64": "arm64"}
+
+
+def platform_name(distribution: str, version: str, arch: str) -> str:
+    """``debian-12-amd64``, ``ubuntu-24.04-amd64``: one name for a distribution release,
+    whether read from /etc/os-release (VERSION_ID) or from Ansible's facts."""
+    family = distribution.strip().lower()
+    parts = version.strip().strip('"').split(".")
+    release = ".".join(parts[:2]) if family in _MINOR_NAMED else parts[0]
+    return f"{family}-{release}-{_ARCHES.get(arch, arch)}"
+
+
 def debian_platform() -> str:
-    """``debian-12-amd64`` for this controller: the Debian packages fit only that."""
+    """This controller's platform: the Debian packages it downloads fit only that."""
     release = dict(line.split("=", 1) for line in
                    Path("/etc/os-release").read_text().splitlines() if "=" in line)
     arch = subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True,
                           check=True).stdout.strip()
-    return f"{release.get('ID', 'linux')}-{release.get('VERSION_ID', '').strip(chr(34))}-{arch}"
+    return platform_name(release.get("ID", "linux"), release.get("VERSION_ID", ""), arch)
 
 
-def model_files(spec: ServiceSpec) -> dict[str, Path]:
+# What vLLM reads from a hub repository: config, tokenizer, weights (not other formats' copies).
+HUB_MODEL_FILES = ["*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoken", "*.py"]
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+
+
+def hub_model_folder(spec: ServiceSpec, cache_dir: Path) -> Path:
+    """A hub model at its pinned commit, downloaded once on the controller (nodes are
+    offline): the GPU targets' real weights travel in the bundle like a local folder."""
+    if not _COMMIT.match(spec.model.revision):
+        raise TargetError(
+            f"model.revision {spec.model.revision!r} is not a commit: an offline bundle pins the "
+            "weights it carries; set model.revision to the 40-character commit of "
+            f"{spec.model.source}")
+    from huggingface_hub import snapshot_download
+
+    try:
+        folder = snapshot_download(spec.model.source, revision=spec.model.revision,
+                                   cache_dir=cache_dir / "huggingface", allow_patterns=HUB_MODEL_FILES)
+    except Exception as exc:  # network, authentication (gated models: HF_TOKEN), missing commit
+        raise TargetError(f"could not download {spec.model.source}@{spec.model.revision} for the "
+                          f"bundle: {type(exc).__name__}: {exc}") from None
+    return Path(str(folder))
+
+
+def model_files(spec: ServiceSpec, cache_dir: Path | None = None) -> dict[str, Path]:
     folder = spec.model_path
+    if folder is None and cache_dir is not None:
+        folder = hub_model_folder(spec, cache_dir)
     if folder is None:
         raise TargetError(
             f"model.source {spec.model.source!r} is not a local folder: edge nodes are offline, "
             "so the bundle needs the model files; point model.source at a downloaded folder"
         )
-    return {f"model/{p.relative_to(folder)}": p for p in sorted(folder.rglob("*"))
+    # resolve(): the hub cache's snapshot holds symlinks to its blobs.
+    return {f"model/{p.relative_to(folder)}": p.resolve() for p in sorted(folder.rglob("*"))
             if p.is_file() and "__pycache__" not in p.parts}
 
 
@@ -297,9 +387,12 @@ def build_bundle(
     sums = cache_dir / "sums"
     with tempfile.TemporaryDirectory(prefix="triptyque-bundle-") as scratch:
         work = Path(scratch)
+        cuda = None
         for device in devices:
             say(f"bundle: resolving the {ENGINE_PACKAGES[device]} {spec.engine.version} wheels")
             wheels = engine_wheelhouse(device, spec.engine.version, cache_dir, constraints)
+            if device == "gpu":
+                cuda = cuda_version(wheels)
             components[f"engine-{device}"] = write_component(
                 f"engine-{device}", {f"wheels/{w.name}": w for w in wheels}, out_dir, sums)
         say("bundle: building the gateway wheel")
@@ -307,12 +400,13 @@ def build_bundle(
         components["gateway"] = write_component(
             "gateway", {f"wheels/{w.name}": w for w in wheels}, out_dir)
         say("bundle: packing the model files")
-        components["model"] = write_component("model", model_files(spec), out_dir)
+        components["model"] = write_component("model", model_files(spec, cache_dir), out_dir)
         say("bundle: collecting pip, node_exporter and Debian packages")
-        needed = sorted({name for device in devices for name in SYSTEM_DEBS[device]})
-        debs = debian_packages([*needed, NODE_EXPORTER_DEB], cache_dir)
-        system = {f"debs/{d.name}": d for d in debs if not d.name.startswith(NODE_EXPORTER_DEB)}
-        system["bin/node_exporter"] = node_exporter_binary(debs[-1], work)
+        python = f"{sys.version_info.major}.{sys.version_info.minor}"
+        needed = sorted({name.format(python=python) for device in devices for name in SYSTEM_DEBS[device]})
+        debs = debian_packages(needed, cache_dir)
+        system = {f"debs/{d.name}": d for d in debs}
+        system["bin/node_exporter"] = node_exporter_binary(debian_package(NODE_EXPORTER_DEB, cache_dir), work)
         system[f"wheels/{pip_wheel(cache_dir).name}"] = pip_wheel(cache_dir)
         components["system"] = write_component("system", system, out_dir)
     ids = "".join(sorted(c.id for c in components.values()))
@@ -321,7 +415,7 @@ def build_bundle(
         engine_version=spec.engine.version, engine_package=ENGINE_PACKAGES[devices[0]],
         devices=devices, python=f"{sys.version_info.major}.{sys.version_info.minor}",
         platform=debian_platform(), model_served_name=spec.model.served_name,
-        builder_version=__version__, components=components,
+        builder_version=__version__, components=components, cuda=cuda,
     )
     (out_dir / MANIFEST).write_text(json.dumps(manifest.as_dict(), indent=2) + "\n")
     _prune(out_dir, {c.archive for c in components.values()})

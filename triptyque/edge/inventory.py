@@ -12,10 +12,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from triptyque.engine import DEVICES, Device
 from triptyque.errors import MissingToolError, TargetError
 from triptyque.types import Endpoint
 
 GROUP = "edge"
+
+
+# Settings of the whole rollout that the inventory holds but a play keyword must read.
+# `serial:` (and `max_fail_percentage:`) are templated before any host exists in the play:
+# only play vars and extra vars reach them, never inventory vars (ansible/ansible#18131,
+# #27166; ansible-core's PlaybookExecutor templates them with get_vars(play=play)). The
+# controller reads them here and passes them as extra vars.
+PLAY_VARS = ("triptyque_serial", "triptyque_max_fail_percentage")
 
 
 @dataclass(frozen=True)
@@ -23,6 +32,8 @@ class EdgeNode:
     name: str
     address: str
     gateway_url: str
+    # The engine build the inventory gives this node (triptyque_engine_device), if any.
+    device: str | None = None
 
 
 def nodes_from_listing(listing: dict[str, Any], gateway_port: int, group: str = GROUP,
@@ -49,16 +60,39 @@ def nodes_from_listing(listing: dict[str, Any], gateway_port: int, group: str = 
         variables = hostvars.get(name, {})
         address = str(variables.get("ansible_host", name))
         url = variables.get("triptyque_gateway_url") or f"http://{_bracket(address)}:{gateway_port}"
-        nodes.append(EdgeNode(name, address, str(url).rstrip("/")))
+        device = variables.get("triptyque_engine_device")
+        nodes.append(EdgeNode(name, address, str(url).rstrip("/"), str(device) if device else None))
     return nodes
 
 
-def _bracket(address: str) -> str:
-    return f"[{address}]" if ":" in address else address
+def devices_needed(nodes: list[EdgeNode], default: Device) -> tuple[Device, ...]:
+    """Every engine build the fleet runs (a node without its own runs ``default``), so one
+    bundle serves a mixed CPU/GPU fleet."""
+    wanted = {node.device or default for node in nodes}
+    unknown = sorted(wanted - set(DEVICES))
+    if unknown:
+        raise TargetError(f"triptyque_engine_device {', '.join(unknown)} in the inventory: use "
+                          f"{' or '.join(DEVICES)}")
+    return tuple(device for device in DEVICES if device in wanted)
 
 
-def read_inventory(path: Path, gateway_port: int, *, ansible_inventory: str,
-                   group: str = GROUP) -> list[EdgeNode]:
+def play_vars_from_listing(listing: dict[str, Any], group: str = GROUP,
+                           source: str = "the inventory") -> dict[str, Any]:
+    """PLAY_VARS as the inventory sets them for ``group``; one value for the whole fleet."""
+    hostvars = listing.get("_meta", {}).get("hostvars", {})
+    names = [n.name for n in nodes_from_listing(listing, 0, group, source)]
+    found: dict[str, Any] = {}
+    for key in PLAY_VARS:
+        values = {json.dumps(hostvars.get(n, {})[key]) for n in names if key in hostvars.get(n, {})}
+        if len(values) > 1:
+            raise TargetError(f"{source}: {key} differs between hosts of {group!r}; it applies to "
+                              f"the whole rollout, so set it once under `{group}: vars:`")
+        if values:
+            found[key] = json.loads(values.pop())
+    return found
+
+
+def _listing(path: Path, ansible_inventory: str) -> dict[str, Any]:
     if not path.exists():
         raise TargetError(f"inventory {path} not found: pass --inventory FILE")
     try:
@@ -69,7 +103,21 @@ def read_inventory(path: Path, gateway_port: int, *, ansible_inventory: str,
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or ["no output"])[-1]
         raise TargetError(f"ansible-inventory could not read {path}: {last}")
-    return nodes_from_listing(json.loads(result.stdout), gateway_port, group, str(path))
+    listing: dict[str, Any] = json.loads(result.stdout)
+    return listing
+
+
+def read_play_vars(path: Path, *, ansible_inventory: str, group: str = GROUP) -> dict[str, Any]:
+    return play_vars_from_listing(_listing(path, ansible_inventory), group, str(path))
+
+
+def _bracket(address: str) -> str:
+    return f"[{address}]" if ":" in address else address
+
+
+def read_inventory(path: Path, gateway_port: int, *, ansible_inventory: str,
+                   group: str = GROUP) -> list[EdgeNode]:
+    return nodes_from_listing(_listing(path, ansible_inventory), gateway_port, group, str(path))
 
 
 def endpoints(nodes: list[EdgeNode]) -> list[Endpoint]:

@@ -7,11 +7,12 @@ only what depends on the node (paths, users, CPU or GPU build).
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any
 
-from triptyque.edge.bundle import Manifest
+from triptyque.edge.bundle import Component, Manifest
 from triptyque.engine import DEVICES, default_device, engine_args
 from triptyque.gateway.settings import settings_from_spec
 from triptyque.spec import ServiceSpec
@@ -22,6 +23,8 @@ NODE_MODEL_DIR = "./model"
 # Overwritten by the role with its own state folder; only the file names matter here.
 NODE_STATE_PLACEHOLDER = Path("/var/lib/triptyque/gateway")
 _QUANTITY = re.compile(r"^(?P<number>[0-9]+(?:\.[0-9]+)?)(?P<unit>m|Ki|Mi|Gi|Ti)?$")
+# Installed, wheels take about three times their size (a GPU vLLM environment: over 10 GB).
+WHEEL_INSTALL_FACTOR = 3
 _MIB = {None: 1 / (1024 * 1024), "Ki": 1 / 1024, "Mi": 1, "Gi": 1024, "Ti": 1024 * 1024}
 
 
@@ -38,6 +41,15 @@ def quantity_cpus(quantity: str) -> float:
     if match is None or match["unit"] not in (None, "m"):
         raise ValueError(f"not a CPU quantity: {quantity!r}")
     return float(match["number"]) / (1000 if match["unit"] == "m" else 1)
+
+
+def component_disk_mib(name: str, component: Component) -> int:
+    """What staging one component takes on a node: the archive copied, its files unpacked,
+    and for the wheel components the virtualenv they install into (wheels are zip files)."""
+    size = component.bytes * 2
+    if name.startswith("engine-") or name == "gateway":
+        size += component.bytes * WHEEL_INSTALL_FACTOR
+    return math.ceil(size / (1024 * 1024))
 
 
 def render_vars(
@@ -59,7 +71,7 @@ def render_vars(
     )
     components = {
         name: {"name": name, "id": c.id, "archive": str(bundle_dir.resolve() / c.archive),
-               "sha256": c.sha256}
+               "sha256": c.sha256, "disk_mib": component_disk_mib(name, c)}
         for name, c in manifest.components.items()
     }
     return {
@@ -69,13 +81,17 @@ def render_vars(
         "triptyque_bundle_python": manifest.python,
         "triptyque_bundle_platform": manifest.platform,
         "triptyque_bundle_components": components,
-        "triptyque_engine_device": default_device(spec),
+        "triptyque_bundle_cuda": manifest.cuda or "",
+        # Not triptyque_engine_device: an extra var would beat the inventory's per-host choice.
+        "triptyque_default_engine_device": default_device(spec),
         "triptyque_engine_version": spec.engine.version,
         "triptyque_engine_port": spec.engine.port,
         # One argv per engine build: a node runs the one of the device its inventory gives it.
         "triptyque_engine_args": {device: engine_args(spec, model=NODE_MODEL_DIR, device=device)
                                   for device in DEVICES},
         "triptyque_engine_env": dict(spec.engine.env),
+        # The health gate's budget for one node (triptyque_rollout), per target from the spec.
+        "triptyque_rollout_timeout": spec.engine.startup_seconds,
         "triptyque_engine_gpu_count": spec.resources.gpu_count,
         "triptyque_engine_memory_mib": quantity_mib(spec.resources.memory),
         "triptyque_engine_cpus": quantity_cpus(spec.resources.cpu),

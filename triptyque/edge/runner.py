@@ -21,10 +21,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from triptyque.edge.inventory import read_play_vars
 from triptyque.errors import MissingToolError, TargetError
+from triptyque.paths import project_root
 from triptyque.types import Progress
 
-PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
+PLAYBOOKS = project_root(Path(__file__)) / "playbooks"
 
 
 def playbooks_dir() -> Path:
@@ -170,6 +172,10 @@ def run_playbook(
     import ansible_runner  # the edge extra; imported here so other targets never need it
 
     folder = playbooks_dir()
+    # The rollout's batch size and failure budget live in the inventory, where play keywords
+    # cannot read them (edge.inventory.PLAY_VARS): pass them on as extra vars.
+    extravars = {**read_play_vars(inventory, ansible_inventory=ansible_tool("ansible-inventory")),
+                 **extravars}
     ident = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ") + "-" + Path(playbook).stem
     run_dir = state_dir / "runs" / ident
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -33,7 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     uvicorn.run(
         create_app(settings), host=settings.host, port=settings.port, log_config=None,
         access_log=False, timeout_graceful_shutdown=5, server_header=False,
-        http=header_deadline_protocol(settings.limits.header_timeout_seconds),
+        http=header_deadline_protocol(settings.limits.header_timeout_seconds,
+                                      max_header_bytes=settings.limits.max_header_bytes,
+                                      max_url_bytes=settings.limits.max_url_bytes),
     )
     return 0
 

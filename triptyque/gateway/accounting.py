@@ -34,7 +34,9 @@ class Accounting:
     def count_usage(self, key: str, body: bytes) -> None:
         try:
             usage = json.loads(body).get("usage") or {}
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):
+            return
+        if not isinstance(usage, dict):
             return
         for kind in ("prompt", "completion"):
             value = usage.get(f"{kind}_tokens")

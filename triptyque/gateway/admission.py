@@ -34,24 +34,36 @@ def authenticate(request: Request, hashes: dict[str, str], what: str) -> str:
     return name
 
 
+class Slot:
+    """One admitted request's place under the concurrency limit; ``release`` frees it once."""
+
+    __slots__ = ("_slots",)
+
+    def __init__(self, slots: Slots) -> None:
+        self._slots: Slots | None = slots
+
+    def release(self) -> None:
+        slots, self._slots = self._slots, None
+        if slots is not None:
+            slots.in_flight -= 1
+            slots.metrics.in_flight.set(slots.in_flight)
+
+
 class Slots:
-    """The concurrency limit: a slot per admitted request, released exactly once."""
+    """The concurrency limit: a ``Slot`` per admitted request, released exactly once."""
 
     def __init__(self, limit: int, metrics: GatewayMetrics) -> None:
         self.limit = limit
         self.in_flight = 0
-        self._metrics = metrics
+        self.metrics = metrics
 
-    def take(self) -> None:
+    def take(self) -> Slot:
         if self.in_flight >= self.limit:
             raise Refusal(429, f"Too many concurrent requests (limit {self.limit}); retry shortly.",
                           "concurrency_limit", {"retry-after": "1"})
         self.in_flight += 1
-        self._metrics.in_flight.set(self.in_flight)
-
-    def release(self) -> None:
-        self.in_flight -= 1
-        self._metrics.in_flight.set(self.in_flight)
+        self.metrics.in_flight.set(self.in_flight)
+        return Slot(self)
 
 
 async def read_json(request: Request, settings: GatewaySettings) -> tuple[bytes, dict[str, Any]]:
@@ -78,14 +90,38 @@ async def read_json(request: Request, settings: GatewaySettings) -> tuple[bytes,
     except TimeoutError:
         raise Refusal(408, f"The request body did not arrive within {wait:g} s.", "body_timeout") from None
     raw = b"".join(chunks)
+    depth = settings.limits.max_json_depth
+    too_deep = Refusal(400, f"Request body nests JSON deeper than {depth} levels.", "json_too_deep")
     try:
         # JSON over HTTP is UTF-8 (RFC 8259); json.loads(bytes) would guess UTF-16 or 32
         # from NUL bytes and call a valid UTF-8 body badly encoded.
         body = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise Refusal(400, "Request body is not valid UTF-8.", "invalid_encoding") from None
+    except RecursionError:
+        raise too_deep from None
     except ValueError as exc:
         raise Refusal(400, f"Request body is not valid JSON: {exc}.", "invalid_json") from None
     if not isinstance(body, dict):
         raise Refusal(400, "Request body must be a JSON object.", "invalid_json")
+    if raw.count(b"{") + raw.count(b"[") > depth and nesting(body, depth) > depth:
+        raise too_deep
     return raw, body
+
+
+def nesting(value: Any, limit: int) -> int:
+    """How deep ``value`` nests objects and arrays, counted up to ``limit + 1`` (no recursion)."""
+    deepest, pending = 0, [(value, 1)]
+    while pending:
+        item, level = pending.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, level)
+        if deepest > limit:
+            return deepest
+        pending.extend((child, level + 1) for child in children if isinstance(child, (dict, list)))
+    return deepest

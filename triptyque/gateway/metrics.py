@@ -52,6 +52,23 @@ class GatewayMetrics:
             "triptyque_gateway_streams_cut", "Streams ended by the gateway before the engine finished.",
             ["reason"], registry=r,
         )
+        self.audit_seq = Gauge(
+            "triptyque_gateway_audit_sequence",
+            "Sequence number of the last kill-switch audit entry this gateway knows "
+            "(Prometheus keeps its history: a drop means the log was cut).", registry=r,
+        )
+        self.audit_head = Gauge(
+            "triptyque_gateway_audit_head",
+            "The first 13 hex digits of the last audit entry's hash, as a number.", registry=r,
+        )
+        self.client_gone = Counter(
+            "triptyque_gateway_client_gone", "Requests whose client hung up before the engine answered "
+            "(the engine request is cancelled).", ["route"], registry=r,
+        )
+        self.internal_errors = Counter(
+            "triptyque_gateway_internal_errors", "Requests that failed inside the gateway (answered 500).",
+            registry=r,
+        )
         build = Gauge(
             "triptyque_gateway_build_info", "Version and spec of this gateway.",
             ["version", "spec_hash", "target"], registry=r,

@@ -7,11 +7,20 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from triptyque.gateway.models import ChatCompletion, Completion, Decision, Embedding, Error, KillStatus
+from triptyque.gateway.models import (
+    ApprovalPending,
+    ChatCompletion,
+    Completion,
+    Decision,
+    Embedding,
+    Error,
+    KillStatus,
+)
 
 
 def _schemas() -> dict[str, Any]:
-    models: list[type[BaseModel]] = [Completion, ChatCompletion, Embedding, Decision, KillStatus, Error]
+    models: list[type[BaseModel]] = [Completion, ChatCompletion, Embedding, Decision, KillStatus, ApprovalPending,
+                                    Error]
     _, document = models_json_schema([(m, "validation") for m in models],
                                      ref_template="#/components/schemas/{model}")
     schemas: dict[str, Any] = document["$defs"]
@@ -35,7 +44,7 @@ def _proxied(summary: str, body: str | None) -> dict[str, Any]:
             "200": {"description": "The engine's answer, or a server-sent event stream",
                     "content": {"application/json": {"schema": {"type": "object"}},
                                 "text/event-stream": {"schema": {"type": "string"}}}},
-            **_errors(400, 401, 404, 408, 413, 415, 429, 502, 503, 504),
+            **_errors(400, 401, 404, 408, 413, 415, 429, 500, 502, 503, 504),
         },
     }
     if body:
@@ -43,14 +52,18 @@ def _proxied(summary: str, body: str | None) -> dict[str, Any]:
     return operation
 
 
-def _admin(summary: str) -> dict[str, Any]:
+def _admin(summary: str, pending: bool = False) -> dict[str, Any]:
+    responses: dict[str, Any] = {"200": {"description": "Kill-switch state",
+                                         "content": {"application/json": {"schema": _ref("KillStatus")}}}}
+    if pending:
+        responses["202"] = {"description": "Two-person rule: approval recorded, still stopped until another "
+                                           "admin credential approves within the window",
+                            "content": {"application/json": {"schema": _ref("ApprovalPending")}}}
     return {
         "summary": summary,
         "security": [{"adminKey": []}],
         "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("Decision")}}},
-        "responses": {"200": {"description": "Kill-switch state",
-                              "content": {"application/json": {"schema": _ref("KillStatus")}}},
-                      **_errors(400, 401, 403, 408, 413, 415, 500)},
+        "responses": {**responses, **_errors(400, 401, 403, 408, 413, 415, 500)},
     }
 
 
@@ -65,7 +78,8 @@ def openapi() -> dict[str, Any]:
             "/v1/chat/completions": {"post": _proxied("Chat completion", "ChatCompletion")},
             "/v1/embeddings": {"post": _proxied("Embeddings", "Embedding")},
             "/admin/kill": {"post": _admin("Engage the kill switch: stop serving at once")},
-            "/admin/resume": {"post": _admin("Release the kill switch")},
+            "/admin/resume": {"post": _admin("Release the kill switch (two admin credentials under the two-person "
+                                              "rule)", pending=True)},
             "/admin/status": {"get": {
                 "summary": "Kill-switch state", "security": [{"adminKey": []}],
                 "responses": {"200": {"description": "State", "content": {

@@ -15,6 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from triptyque import __version__
 from triptyque.spec import KillSwitch, Limits, ServiceSpec
 
+# The kill switch's files in a file-backed gateway's state folder.
+STATE_FILE, AUDIT_FILE = "killswitch.json", "audit.jsonl"
+
 
 class ClusterState(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -37,7 +40,13 @@ class GatewaySettings(BaseModel):
     state_backend: Literal["file", "kubernetes"] = "file"
     state_path: Path = Path("state/killswitch.json")
     audit_path: Path = Path("state/audit.jsonl")
+    # The audit chain's HMAC key (``triptyque.keys.audit_key``), outside the state folder; created
+    # on first start. None: the chain is hashed but not signed.
+    audit_key_path: Path | None = None
     cluster: ClusterState | None = None
+    # Client headers passed to the engine besides the gateway's allowlist (``proxy.FORWARDED``),
+    # lower case: a test engine's controls, a tracing header of your own.
+    forward_headers: tuple[str, ...] = ()
     target: str = "local"
     spec_hash: str = ""
     version: str = __version__
@@ -64,8 +73,8 @@ def settings_from_spec(
         | (extra_admin_keys or {}),
         limits=spec.gateway.limits,
         kill_switch=spec.kill_switch,
-        state_path=state_dir / "killswitch.json",
-        audit_path=state_dir / "audit.jsonl",
+        state_path=state_dir / STATE_FILE,
+        audit_path=state_dir / AUDIT_FILE,
         target=spec.target or "local",
         spec_hash=spec.spec_hash(),
     )

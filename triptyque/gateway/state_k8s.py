@@ -27,7 +27,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 from pydantic import ValidationError
@@ -244,7 +244,7 @@ class ConfigMapStateStore:
                 version = None
                 stopped.wait(interval)
 
-    async def watch(self, interval: float) -> AsyncIterator[Observed]:
+    async def watch(self, interval: float) -> AsyncGenerator[Observed, None]:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Observed] = asyncio.Queue()
         stopped = threading.Event()
@@ -269,18 +269,26 @@ class ConfigMapStateStore:
 class ConfigMapAuditLog:
     """``AuditSink`` over the same ConfigMap: one hash chain shared by every replica."""
 
-    def __init__(self, cluster: ClusterState, configuration: Any | None = None) -> None:
+    def __init__(self, cluster: ClusterState, configuration: Any | None = None, key: bytes | None = None) -> None:
         self._api = ConfigMapClient(cluster, configuration, AuditError)
+        self.key = key
 
     def describe(self) -> str:
         return f"{self._api.describe()} key {AUDIT_KEY}"
 
+    def _locate(self, number: int) -> str:
+        return f"{self.describe()} entry {number}"
+
     def append(self, **fields: Any) -> dict[str, Any]:
+        return self.append_after(None, fields)
+
+    def append_after(self, after: tuple[int, str] | None, fields: dict[str, Any]) -> dict[str, Any]:
         appended: dict[str, Any] = {}
 
         def add_entry(data: dict[str, str]) -> dict[str, str]:
             lines = audit_lines(data)
-            entry, line = chain.next_entry(lines, self.describe(), time.time(), fields)
+            entry, line = chain.next_entry(lines, self.describe(), time.time(), fields,
+                                           key=self.key, after=after, locate=self._locate)
             text = "".join(f"{old}\n" for old in lines) + line + "\n"
             if len(text.encode()) > AUDIT_LIMIT_BYTES:
                 raise AuditError(
@@ -297,7 +305,14 @@ class ConfigMapAuditLog:
     def head(self) -> str | None:
         return chain.head(audit_lines(self._api.data()), self.describe())
 
+    def check(self) -> Verified:
+        return chain.verify(audit_lines(self._api.data()), self._locate, self.describe(), key=self.key)
+
+    def entries_after_last(self, *actions: str) -> list[dict[str, Any]]:
+        return chain.entries_after_last(audit_lines(self._api.data()), self._locate, self.describe(), *actions,
+                                        key=self.key)
+
     def verify(self, expected_head: str | None = None) -> Verified:
         """Walk the chain; AuditError names the first entry that does not fit."""
-        return chain.verify(audit_lines(self._api.data()), lambda n: f"{self.describe()} entry {n}",
-                            self.describe(), expected_head)
+        return chain.verify(audit_lines(self._api.data()), self._locate, self.describe(), expected_head,
+                            key=self.key)

@@ -81,9 +81,48 @@ class Ingress(_Config):
     annotations: dict[str, str] = Field(default_factory=dict)
 
 
+def _public(ranges: list[str]) -> list[str]:
+    return [cidr for cidr in ranges if ipaddress.ip_network(cidr).is_global]
+
+
+def refuse_plain_http(ranges: list[str], where: str, allowed: bool, tls: bool = False) -> None:
+    """API keys and prompts must not cross the internet in clear text: a plain-HTTP listener
+    open to a public network is refused unless the stack file says it knows (allowPlainHttp)."""
+    public = _public(ranges)
+    if public and not tls and not allowed:
+        raise ValueError(
+            f"{where} serves plain HTTP to public networks ({', '.join(public)}): API keys would "
+            "travel in clear text. Terminate TLS in front of it, list only private networks, or "
+            "set allowPlainHttp: true to accept the risk")
+
+
+# Scaleway's cloud-controller-manager terminates TLS with these certificates
+# (docs/loadbalancer-annotations.md: scw-loadbalancer-certificate-ids).
+SCW_CERTIFICATES = "service.beta.kubernetes.io/scw-loadbalancer-certificate-ids"
+
+
 class LoadBalancer(_Config):
-    source_ranges: list[Cidr] = Field(min_length=1)
+    source_ranges: list[Cidr] = Field(
+        min_length=1, description="Client networks; the Service's loadBalancerSourceRanges."
+    )
     annotations: dict[str, str] = Field(default_factory=dict)
+    proxy_ranges: list[Cidr] | None = Field(
+        default=None,
+        description="Where the load balancer's own connections to the nodes come from, when it "
+        "is a proxy (the gateways then see its address, not the client's). Unset: on cloud, "
+        "the Kapsule private network (Scaleway's load balancer is a proxy attached to it); on "
+        "onprem, none (a balancer such as MetalLB keeps client addresses, so the NetworkPolicy "
+        "admits sourceRanges).",
+    )
+    allow_plain_http: bool = Field(
+        default=False, description="Accept plain HTTP from public source ranges (no TLS)."
+    )
+
+    @model_validator(mode="after")
+    def _no_clear_text_on_the_internet(self) -> LoadBalancer:
+        refuse_plain_http(self.source_ranges, "exposure.loadBalancer", self.allow_plain_http,
+                          tls=SCW_CERTIFICATES in self.annotations)
+        return self
 
 
 class Exposure(_Config):
@@ -121,8 +160,9 @@ class Toleration(_Config):
 
 
 class Engine(_Config):
-    startup_seconds: int = Field(
-        default=1800, ge=60, le=7200, description="How long the first start may take (download + load)."
+    startup_seconds: int | None = Field(
+        default=None, ge=60, le=7200,
+        description="Overrides the spec's engine.startup_seconds (download + load) here.",
     )
     drain_seconds: int = Field(
         default=120, ge=5, le=3600, description="How long in-flight requests get on shutdown."
@@ -157,6 +197,12 @@ class Scaleway(_Config):
     gpu_pool: Pool = Pool()
     system_pool: Pool = Pool(node_type="PRO2-XS", min_size=2, max_size=3)
     private_network_subnet: str = "172.16.32.0/22"
+    api_source_ranges: list[Cidr] | None = Field(
+        default=None,
+        description="Who may reach the cluster's API server (Kapsule's ACL): the operators' "
+        "networks, where Pulumi and `triptyque kill` run. Required by the cloud stack; the "
+        "nodes reach it through the private network's public gateway, added on their own.",
+    )
 
     @model_validator(mode="after")
     def _in_the_eu(self) -> Scaleway:
@@ -182,6 +228,14 @@ class Vms(_Config):
     ssh_source_ranges: list[Cidr] = Field(min_length=1)
     gateway_source_ranges: list[Cidr] = Field(min_length=1)
     root_volume_gb: int = Field(default=150, ge=20, le=10_000)
+    allow_plain_http: bool = Field(
+        default=False, description="Accept plain HTTP from public gatewaySourceRanges (no TLS)."
+    )
+
+    @model_validator(mode="after")
+    def _no_clear_text_on_the_internet(self) -> Vms:
+        refuse_plain_http(self.gateway_source_ranges, "vms.gatewaySourceRanges", self.allow_plain_http)
+        return self
 
 
 class StackConfig(_Config):
@@ -213,6 +267,22 @@ class StackConfig(_Config):
     @property
     def scaleway_or_default(self) -> Scaleway:
         return self.scaleway or Scaleway()
+
+    def load_balancer_peers(self) -> list[str]:
+        """The networks the gateway NetworkPolicy admits for traffic through the load balancer.
+
+        A proxying balancer (Scaleway's) opens its own connections, so the pods see its address:
+        admitting the client ranges there would drop every request. The client allowlist is then
+        enforced by the balancer itself (loadBalancerSourceRanges become its ACLs).
+        """
+        balancer = self.exposure.load_balancer
+        if balancer is None:
+            return []
+        if balancer.proxy_ranges is not None:
+            return list(balancer.proxy_ranges)
+        if self.target == "cloud":
+            return [self.scaleway_or_default.private_network_subnet]
+        return list(balancer.source_ranges)
 
     @property
     def gpu_node_selector(self) -> dict[str, str]:

@@ -25,6 +25,23 @@ GPU_RESOURCE = "nvidia.com/gpu"
 MODEL_FILES_LIMIT = 900 * 1024
 # Seconds a terminating engine keeps serving while Services and gateways stop sending to it.
 DEREGISTER_SECONDS = 10
+# Before the startup probe's budget even starts: a GPU node to join (the pool autoscales, the
+# GPU operator advertises nvidia.com/gpu) and the multi-GB vLLM image to pull.
+SCHEDULE_AND_PULL_SECONDS = 900
+
+
+def startup_seconds(spec: ServiceSpec, config: StackConfig) -> int:
+    """The startup budget: the spec's (per target), unless the stack file overrides it."""
+    return config.engine.startup_seconds or spec.engine.startup_seconds
+
+
+def rollout_seconds(spec: ServiceSpec, config: StackConfig) -> int:
+    """How long one engine rollout may take: the old pod drains (Recreate), a new one is
+    scheduled and pulled, then loads the model within the startup budget. The Deployment's
+    progressDeadlineSeconds and Pulumi's custom timeouts (stacks/inference.py) both derive
+    from it, so neither gives up while the startup probe still allows the engine to come up."""
+    return (DEREGISTER_SECONDS + config.engine.drain_seconds + SCHEDULE_AND_PULL_SECONDS
+            + startup_seconds(spec, config))
 
 # Every cache vLLM, PyTorch, Triton and the Hugging Face hub write lives on the model cache
 # volume, so a restarted pod neither downloads the weights again nor recompiles kernels.
@@ -121,6 +138,21 @@ def _volumes(
     return volumes, mounts
 
 
+# Set on every GPU node by NVIDIA's GPU feature discovery (part of the GPU operator): the
+# product name with spaces as dashes, e.g. NVIDIA-L4, NVIDIA-H100-80GB-HBM3.
+GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+
+
+def gpu_node_selector(spec: ServiceSpec, config: StackConfig) -> dict[str, str]:
+    """Where the engine may run: the stack's own selector when it sets one; on a Kapsule
+    GPU pool, its label (the pool's node type is the spec's gpu_type); on-prem, a node whose
+    GPU is the spec's gpu_type, as feature discovery names it."""
+    selector = dict(config.gpu_node_selector)
+    if config.target == "onprem" and config.engine.gpu_node_selector is None:
+        selector[GPU_PRODUCT_LABEL] = spec.resources.gpu_type
+    return selector
+
+
 def engine_deployment(
     spec: ServiceSpec, config: StackConfig, names: Names, image: str, model_map: str | None
 ) -> dict[str, Any]:
@@ -140,7 +172,7 @@ def engine_deployment(
         # Downloading and loading weights can take many minutes; liveness only starts after.
         "startupProbe": http_probe(
             "/health", period=startup_period,
-            failures=math.ceil(config.engine.startup_seconds / startup_period),
+            failures=math.ceil(startup_seconds(spec, config) / startup_period),
         ),
         "readinessProbe": http_probe("/health", period=5, failures=3),
         "livenessProbe": http_probe("/health", period=10, failures=6, timeout=5),
@@ -158,7 +190,7 @@ def engine_deployment(
         "volumes": volumes,
     }
     if spec.resources.gpu_count:
-        pod["nodeSelector"] = dict(config.gpu_node_selector)
+        pod["nodeSelector"] = gpu_node_selector(spec, config)
         pod["tolerations"] = [
             t.model_dump(exclude_none=True) for t in config.engine.gpu_tolerations
         ]
@@ -167,9 +199,15 @@ def engine_deployment(
         "kind": "Deployment",
         "metadata": names.metadata(names.engine, "engine"),
         "spec": {
-            "replicas": 1,
+            # No `replicas`: the kill switch owns them (a hard kill scales to 0, resume to 1).
+            # An applier leaves alone a field its manifest does not set: Kubernetes creates the
+            # Deployment with 1, Pulumi and Flux apply server-side (unset fields are not theirs),
+            # Argo CD diffs only what the manifest and its last apply hold; so neither a `pulumi
+            # up` nor a GitOps self-heal brings a killed engine back.
             # One GPU and one ReadWriteOnce cache: the old pod must go before the new one starts.
             "strategy": {"type": "Recreate"},
+            # Kubernetes' default (600 s) is shorter than the startup probe allows.
+            "progressDeadlineSeconds": rollout_seconds(spec, config),
             "revisionHistoryLimit": 5,
             "selector": {"matchLabels": names.selector("engine")},
             "template": {"metadata": {"labels": names.labels("engine")}, "spec": pod},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from typing import Any
 
 from triptyque.errors import TargetError
@@ -173,6 +174,33 @@ def gateway_deployment(
     }
 
 
+# Scaleway's cloud-controller-manager reads these (docs/loadbalancer-annotations.md of
+# scaleway/scaleway-cloud-controller-manager); its server timeout defaults to 10s.
+SCW_TIMEOUTS = tuple(f"service.beta.kubernetes.io/scw-loadbalancer-timeout-{kind}"
+                     for kind in ("server", "client", "tunnel"))
+# The load balancer waits this much longer than the gateway, so the gateway's own answer
+# (504, 408) reaches the client instead of a cut connection.
+BALANCER_MARGIN_SECONDS = 5
+
+
+def balancer_timeout_seconds(spec: ServiceSpec) -> int:
+    """The longest the gateway may stay silent on a connection it serves, plus a margin."""
+    limits = spec.gateway.limits
+    longest = max(limits.first_byte_timeout_seconds, limits.idle_timeout_seconds,
+                  limits.header_timeout_seconds)
+    return math.ceil(longest) + BALANCER_MARGIN_SECONDS
+
+
+def balancer_annotations(spec: ServiceSpec, config: StackConfig) -> dict[str, str]:
+    """What the target's load balancer needs beyond the Service itself (the stack's own win)."""
+    if config.target != "cloud":
+        return {}
+    # Scaleway forwards TCP: inactivity on either side, while the engine thinks or between two
+    # streamed tokens, must outlast the gateway's own timeouts (server defaults to 10s).
+    timeout = f"{balancer_timeout_seconds(spec)}s"
+    return dict.fromkeys(SCW_TIMEOUTS, timeout)
+
+
 def _service(spec: ServiceSpec, config: StackConfig, names: Names) -> dict[str, Any]:
     service_spec: dict[str, Any] = {
         "type": "ClusterIP",
@@ -183,10 +211,12 @@ def _service(spec: ServiceSpec, config: StackConfig, names: Names) -> dict[str, 
     balancer = config.exposure.load_balancer
     if balancer is not None:
         service_spec["type"] = "LoadBalancer"
+        # The client allowlist. Scaleway's cloud-controller-manager turns it into the load
+        # balancer's ACLs, ending in deny-all (scaleway/acl.go, makeACLSpecs).
         service_spec["loadBalancerSourceRanges"] = list(balancer.source_ranges)
-        # Keep client addresses, so the allowlist sees them.
+        # Only nodes running a gateway receive traffic (no second hop, no SNAT by kube-proxy).
         service_spec["externalTrafficPolicy"] = "Local"
-        annotations = dict(balancer.annotations)
+        annotations = {**balancer_annotations(spec, config), **balancer.annotations}
     return {
         "apiVersion": "v1",
         "kind": "Service",

@@ -18,8 +18,6 @@ MODELS_DIR = "/models"
 SETTINGS_DIR = "/etc/triptyque"
 SETTINGS_FILE = "settings.json"
 # Keys of the kill-switch ConfigMap (read by triptyque.gateway.state_k8s).
-STATE_KEY = "state.json"
-AUDIT_KEY = "audit.jsonl"
 # The engine and gateway run as this unprivileged user (above 10000: no clash with host users).
 RUN_AS = 10001
 

@@ -39,8 +39,9 @@ def network_policies(config: StackConfig, names: Names) -> list[dict[str, Any]]:
     if exposure.ingress is not None:
         gateway_peers.append(_from_namespace(exposure.ingress.controller_namespace))
     gateway_peers += [_from_namespace(ns) for ns in exposure.client_namespaces]
-    if exposure.load_balancer is not None:
-        gateway_peers += [{"ipBlock": {"cidr": cidr}} for cidr in exposure.load_balancer.source_ranges]
+    # Per target: client ranges where the balancer keeps client addresses (onprem, e.g. MetalLB),
+    # the balancer's own subnet where it is a proxy (Kapsule); see StackConfig.load_balancer_peers.
+    gateway_peers += [{"ipBlock": {"cidr": cidr}} for cidr in config.load_balancer_peers()]
     deny_all = {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",

@@ -108,11 +108,16 @@ def render_target(target: str, spec: ServiceSpec, out: Path, root: Path) -> list
     if config.target == "cloud-vm":
         raise TargetError("cloud-vm runs on plain instances; it has no Kubernetes manifests to render")
     written = write_manifests(render(spec, config), out)
-    charts = [load_chart(root / "charts", name) for name in wanted_charts(config)]
+    charts = [load_chart(root / "charts", name, config.target) for name in wanted_charts(config)]
     lines = ["# Install these pinned Helm releases (charts/) before applying the manifests here.",
              *(chart.helm_command() for chart in charts)]
     if not charts:
         lines.append("# none: triptyque:monitoring.prometheus is 'existing' and gpuOperator is false")
+    lines += [
+        "# GitOps (Argo CD, Flux): the engine Deployment sets no spec.replicas, so a sync or",
+        "# self-heal never undoes a hard kill (the kill switch scales it). Do not add one, and",
+        "# add no ignoreDifferences for it: a field the manifest leaves out is not compared.",
+    ]
     prerequisites = out / "PREREQUISITES.txt"
     prerequisites.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return [*written, prerequisites]

@@ -120,6 +120,7 @@ PRODUCTION = Profile(
     evaluation_interval="30s",
     holds=MappingProxyType({
         "KillSwitchEngaged": "1m",
+        "AuditLogRewound": "1m",
         "EngineDown": "2m",
         "GatewayDown": "2m",
         "ExporterDown": "5m",
@@ -146,6 +147,7 @@ LOCAL = Profile(
     evaluation_interval="2s",
     holds=MappingProxyType({
         "KillSwitchEngaged": "4s",
+        "AuditLogRewound": "4s",
         "EngineDown": "10s",
         "GatewayDown": "10s",
         "ExporterDown": "10s",

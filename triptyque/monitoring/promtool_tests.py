@@ -136,6 +136,15 @@ def _scenarios(spec: ServiceSpec, profile: Profile) -> list[Scenario]:
             "operator engaged the kill switch.",
         ),
         Scenario(
+            "AuditLogRewound",
+            (Series(_gateway("triptyque_gateway_audit_sequence"), 552, 3),),
+            {"severity": "critical", "service": service, "job": "triptyque-gateway",
+             "instance": "10.0.0.11:8080", "node": "edge-1"},
+            "Kill-switch audit log rewound on edge-1",
+            "Gateway 10.0.0.11:8080 reports audit sequence 3, below what it reported earlier: "
+            "entries of the kill-switch audit log were removed.",
+        ),
+        Scenario(
             "EngineDown",
             (Series(f"up{{{engine}}}", 1, 0), Series(_gateway("up"), 1, 1)),
             {"severity": "critical", "service": service, "job": "vllm",

@@ -255,6 +255,15 @@ def _service_alerts(spec: ServiceSpec, profile: Profile) -> list[Rule]:
                "Kill switch engaged on {{ $labels.node }}",
                "Gateway {{ $labels.instance }} refuses every inference request with HTTP 503 "
                "because an operator engaged the kill switch."),
+        # The audit chain only grows: a sequence below the one Prometheus saw earlier means
+        # entries were cut (or an old state and log were put back) on that gateway.
+        _alert("AuditLogRewound",
+               f"triptyque_gateway_audit_sequence{{{GATEWAY}}} < max_over_time("
+               f"triptyque_gateway_audit_sequence{{{GATEWAY}}}[1d])",
+               profile.hold("AuditLogRewound"), "critical", spec,
+               "Kill-switch audit log rewound on {{ $labels.node }}",
+               "Gateway {{ $labels.instance }} reports audit sequence {{ $value }}, below what it "
+               "reported earlier: entries of the kill-switch audit log were removed."),
         _alert("EngineDown", f"up{{{ENGINE}}} == 0", profile.hold("EngineDown"), "critical", spec,
                "vLLM engine down on {{ $labels.node }}",
                "Prometheus cannot scrape the engine at {{ $labels.instance }}; the gateway on "

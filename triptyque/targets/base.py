@@ -62,7 +62,8 @@ async def _admin_one(
         return NodeReport(node, url, reachable=True, seconds=seconds,
                           detail=f"HTTP {response.status_code}: {message}")
     return NodeReport(node, url, reachable=True, engaged=bool(body.get("engaged")),
-                      seconds=seconds, detail="changed" if body.get("changed") else "unchanged")
+                      seconds=seconds, detail="changed" if body.get("changed") else "unchanged",
+                      extra={key: body[key] for key in ("audit_head", "audit_seq") if body.get(key) is not None})
 
 
 def _tls(endpoints: list[Endpoint]) -> bool:

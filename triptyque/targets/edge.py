@@ -33,10 +33,10 @@ from triptyque.edge.bundle import (
     default_cache_dir,
     verify_bundle,
 )
-from triptyque.edge.inventory import EdgeNode, read_inventory
+from triptyque.edge.inventory import EdgeNode, devices_needed, read_inventory
 from triptyque.edge.render import render_vars
 from triptyque.edge.runner import RunSummary, ansible_tool, require_success, run_playbook
-from triptyque.engine import Device
+from triptyque.engine import Device, default_device
 from triptyque.errors import TargetError
 from triptyque.keys import deployment_secrets, hash_key
 from triptyque.spec import ServiceSpec
@@ -95,7 +95,8 @@ class EdgeTarget:
 
     def _bundle(self, progress: Progress) -> Manifest:
         if not self.prebuilt_bundle:
-            return self.build_bundle(progress)
+            # Every engine build the inventory's nodes run, so a mixed CPU/GPU fleet gets both.
+            return self.build_bundle(progress, devices_needed(self.nodes(), default_device(self.spec)))
         manifest = verify_bundle(self.bundle_dir)
         if (manifest.engine_version, manifest.model_served_name) != (
                 self.spec.engine.version, self.spec.model.served_name):

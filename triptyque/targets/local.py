@@ -70,6 +70,9 @@ class LocalTarget:
         self.ports = ports or LocalPorts()
         self.processes = ProcessTable(root / "run", root / "logs")
         self.state_dir = root / "state"
+        # The audit chain's HMAC key: beside the state folder, not in it, so whoever can
+        # rewrite the state cannot forge an entry (the gateway creates it, mode 600).
+        self.audit_key_path = root / "audit.key"
 
     def running(self) -> list[str]:
         """The services of this target whose process is alive."""
@@ -138,7 +141,7 @@ class LocalTarget:
             self.spec, upstream_url=self.engine_url, state_dir=self.state_dir.resolve(),
             extra_api_keys={"demo": hash_key(secrets["api_key"])},
             extra_admin_keys={"local-admin": hash_key(secrets["admin_key"])},
-        )
+        ).model_copy(update={"audit_key_path": self.audit_key_path.resolve()})
         path = self.root / "gateway.json"
         path.write_text(settings.model_dump_json(indent=2))
         return path
