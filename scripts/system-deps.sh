@@ -7,6 +7,11 @@ packages=(prometheus prometheus-alertmanager prometheus-node-exporter)
 if [ "$profile" = test ]; then
   # The comparison report is opened in a real headless browser by the tests.
   packages+=(chromium)
+  # Container images without a Docker daemon (tests/images, `triptyque image build`):
+  # buildah builds, skopeo copies, podman runs, docker-registry is the local registry,
+  # debootstrap makes the base. runc, not crun: crun refuses hybrid cgroups
+  # (images/containers.conf selects it, the machine's own config is left alone).
+  packages+=(runc podman buildah skopeo docker-registry catatonit debootstrap)
 fi
 missing=()
 for p in "${packages[@]}"; do

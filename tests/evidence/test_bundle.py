@@ -98,6 +98,9 @@ def test_the_local_bundle_holds_the_audit_chain_ledger_rows_and_monitoring_confi
     result = json.loads((folder / "audit" / "verification.json").read_text())
     assert result["ok"] is True and result["entries"] == 2 and result["state"] == "agrees", result
     assert (folder / "audit" / "audit.jsonl").is_file() and (folder / "audit" / "killswitch.json").is_file()
+    [incident] = json.loads((folder / "audit" / "incidents.json").read_text())["incidents"]
+    assert (incident["id"], incident["opened_by"], incident["closed_by"], incident["open"]) == (1, "ops", "ops", False)
+    assert incident["reason"] == "evidence test kill" and incident["close_reason"] == "evidence test resume"
     ledger = json.loads((folder / "ledger" / "entries.json").read_text())
     head = git(checkout, "rev-parse", "HEAD")
     rows = [(row["kind"], row["git_revision"]) for row in ledger["rows"]]

@@ -102,7 +102,9 @@ class FakeApiServer:
 
     def _authorised(self, request: Request, name: str | None = None) -> Response | None:
         self.requests.append((request.method, request.url.path))
-        if request.headers.get("authorization") != f"Bearer {TOKEN}":
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        # The scheme is case-insensitive (RFC 7235 section 2.1); the client in a pod sends "bearer".
+        if scheme.lower() != "bearer" or token != TOKEN:
             return _status(401, "Unauthorized", "Unauthorized")
         if request.path_params.get("ns", self.namespace) != self.namespace:
             return _status(403, "Forbidden", "namespace not allowed")

@@ -7,6 +7,7 @@ the key, ``triptyque audit verify --key`` checks the signatures as well.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +15,14 @@ from pydantic import ValidationError
 
 from triptyque.errors import TriptyqueError
 from triptyque.gateway import chain
+from triptyque.gateway.incidents import incidents
 from triptyque.gateway.settings import AUDIT_FILE, STATE_FILE
 from triptyque.gateway.state import KillState, disagreement
 
 LOG = f"audit/{AUDIT_FILE}"
 STATE = f"audit/{STATE_FILE}"
 RESULT = "audit/verification.json"
+INCIDENTS = "audit/incidents.json"
 
 
 def check(log: bytes | None, state: bytes | None) -> dict[str, Any]:
@@ -43,6 +46,15 @@ def check(log: bytes | None, state: bytes | None) -> dict[str, Any]:
     return {"ok": True, "entries": verified.entries, "head": verified.head, "seq": verified.seq,
             "last_action": verified.action, "state": "agrees" if stored is not None else "no state",
             "recoveries": list(verified.recoveries), "signatures": "not checked (the audit key is not in bundles)"}
+
+
+def incidents_of(log: bytes) -> list[dict[str, Any]] | None:
+    """Every kill and the resume that ended it, from the chain's entries; None for an unreadable log."""
+    try:
+        entries = [json.loads(line) for line in log.decode("utf-8").splitlines() if line.strip()]
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return [incident.as_dict() for incident in incidents(entry for entry in entries if isinstance(entry, dict))]
 
 
 def collect(platform: str, state_dir: Path) -> tuple[dict[str, bytes], dict[str, Any]]:

@@ -107,6 +107,10 @@ def gather(target: str, *, spec_path: Path, root: Path, state_dir: Path, cache: 
     audit_files, audit_result = audit.collect(kind.platform, state_dir)
     files |= audit_files
     files[audit.RESULT] = to_json(audit_result)
+    if audit.LOG in audit_files:
+        found = audit.incidents_of(audit_files[audit.LOG])
+        files[audit.INCIDENTS] = to_json({"incidents": found} if found is not None
+                                         else {"error": "the audit log cannot be read as JSON lines"})
 
     ledger = sources.ledger_rows(sources.ledger_path(state_dir), target, revision.commit)
     files["ledger/entries.json"] = to_json(scrub(ledger))
