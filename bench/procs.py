@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import os
 import signal
 import socket
@@ -135,7 +136,12 @@ class Processes:
                 source: Path | None = None) -> subprocess.Popen[bytes]:
         """``python -m triptyque.gateway``, from ``source`` (a copy of the package) when given."""
         path = self.workdir / f"{name}.json"
-        path.write_text(settings.model_dump_json())
+        # An older gateway (``source``, for --baseline) refuses fields it does not know: give it
+        # only what differs from the defaults, and no header allowlist (it forwarded everything).
+        data = settings.model_dump(mode="json", exclude_defaults=source is not None)
+        if source is not None:
+            data.pop("forward_headers", None)
+        path.write_text(json.dumps(data))
         env = {"PYTHONPATH": str(source or ROOT)}
         argv = [sys.executable, "-m", "triptyque.gateway", "--settings", str(path)]
         return self.serve(name, argv, env, self.workdir, f"http://127.0.0.1:{settings.port}/healthz", 20)

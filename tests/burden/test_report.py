@@ -11,16 +11,21 @@ import pytest
 from tests.support import ROOT
 from tests.support.browser import CHARTS, non_blank, open_report
 from triptyque.burden.commands import build_report
+from triptyque.burden.compare import Comparison
 from triptyque.burden.ledger import Ledger
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Comparison, dict[str, Path]]:
     out = tmp_path_factory.mktemp("report")
-    _comparison, paths = build_report(
+    return build_report(
         scenario_path=ROOT / "burden/scenarios/departmental.yaml", out_dir=out, ledger=Ledger(out / "ledger.sqlite"),
         figures_path=ROOT / "burden/figures.yaml", skills_path=ROOT / "burden/skills.yaml", spec=None, root=ROOT)
-    return paths
+
+
+@pytest.fixture(scope="module")
+def report(built: tuple[Comparison, dict[str, Path]]) -> dict[str, Path]:
+    return built[1]
 
 
 def test_the_html_report_renders_every_chart_in_a_real_browser_without_errors(
@@ -117,3 +122,48 @@ def test_the_report_reads_at_desktop_and_phone_width_with_no_text_out_of_its_box
     for chart in seen["charts"]:
         assert 0 < chart["width"] <= width and chart["out"] == [], chart
     assert (tmp_path / f"report-{width}.png").stat().st_size > 10_000
+
+
+def test_text_from_a_scenario_file_never_becomes_markup(built: tuple[Comparison, dict[str, Path]]) -> None:
+    from dataclasses import replace
+
+    from triptyque.burden.report import render_html, render_markdown
+    from triptyque.burden.view import build_view
+
+    comparison, _paths = built
+    hostile = '<img src=x onerror="alert(1)"> & <script>alert(2)</script>'
+    view = build_view(comparison)
+    view = replace(view, name=hostile, description=hostile, notes=[*view.notes, hostile],
+                   unserved=[("edge", hostile)], verdicts=[hostile])
+    html = render_html(view)
+    assert "<img" not in html and "<script" not in html
+    assert html.count("&lt;img src=x onerror=&#34;alert(1)&#34;&gt; &amp; &lt;script&gt;") == 6  # title, h1, 4 texts
+    markdown = render_markdown(view)  # Markdown keeps the text as it is; a "|" in a table cell is escaped
+    assert f"# What each option really costs to run: {hostile}" in markdown and f"- {hostile}" in markdown
+
+
+def test_the_page_and_the_markdown_come_from_one_view_model_and_templates(
+    built: tuple[Comparison, dict[str, Path]]
+) -> None:
+    import ast
+    import inspect
+    import tomllib
+
+    from triptyque.burden import report, view
+
+    comparison, paths = built
+    model = view.build_view(comparison)
+    assert report.render_markdown(model) == paths["markdown"].read_text()
+    assert set(model.tables) == set(view.CSV_TABLES)
+    # The view arranges what compare and decision computed: it never imports the cost model.
+    imported = {node.module for node in ast.walk(ast.parse(inspect.getsource(view)))
+                if isinstance(node, ast.ImportFrom) and node.module}
+    pricing = {"triptyque.burden." + m for m in ("tco", "decision", "sizing", "deployed", "exit", "scorecard", "slo",
+                                                  "units", "inputs", "ledger", "drills", "probe")}
+    assert not imported & pricing, imported & pricing
+    # No markup is written in Python: the renderer has no HTML tags; the templates ship as package data.
+    assert "<td" not in inspect.getsource(report) and "<td" not in inspect.getsource(view)
+    templates = Path(report.__file__).parent / "templates"
+    assert {"report.html.j2", "report.md.j2", "index.html.j2", "index.md.j2"} <= {p.name for p in templates.iterdir()}
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "**/*.j2" in config["tool"]["setuptools"]["package-data"]["triptyque"]

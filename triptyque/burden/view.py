@@ -402,7 +402,8 @@ def _tco(c: Comparison) -> list[OptionLines]:
 
 
 def _drills(c: Comparison) -> list[DrillRow]:
-    return [DrillRow(target, name, _view_badges(v), ", ".join(f"{p} +{d['seconds']:,.2f} s" for p, d in v.phases.items()),
+    return [DrillRow(target, name, _view_badges(v),
+                     ", ".join(f"{p} +{d['seconds']:,.2f} s" for p, d in v.phases.items()),
                      ", ".join(f"{k} {x:,.3f}" for k, x in v.metrics.items()), str(v.human_steps),
                      "; ".join(v.commands), v.source, v.entry_id)
             for target in TARGETS for name, v in c.drills[target].items()]
