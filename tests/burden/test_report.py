@@ -155,11 +155,12 @@ def test_the_page_and_the_markdown_come_from_one_view_model_and_templates(
     model = view.build_view(comparison)
     assert report.render_markdown(model) == paths["markdown"].read_text()
     assert set(model.tables) == set(view.CSV_TABLES)
-    # The view arranges what compare and decision computed: it never imports the cost model.
+    # The view arranges what compare and decision computed: it never imports the cost model (nor the ledger or
+    # the probe; from the drills only the names of the deploy phases, in their order).
     imported = {node.module for node in ast.walk(ast.parse(inspect.getsource(view)))
                 if isinstance(node, ast.ImportFrom) and node.module}
     pricing = {"triptyque.burden." + m for m in ("tco", "decision", "sizing", "deployed", "exit", "scorecard", "slo",
-                                                  "units", "inputs", "ledger", "drills", "probe")}
+                                                  "units", "inputs", "ledger", "probe")}
     assert not imported & pricing, imported & pricing
     # No markup is written in Python: the renderer has no HTML tags; the templates ship as package data.
     assert "<td" not in inspect.getsource(report) and "<td" not in inspect.getsource(view)

@@ -194,3 +194,30 @@ def test_several_scenarios_are_compared_side_by_side_and_one_bad_file_writes_not
     assert "| good | onprem |" in index and "| busy | onprem |" in index
     assert (tmp_path / "out" / "1-one" / "report.html").exists()
     assert (tmp_path / "out" / "2-two" / "report.json").exists()
+
+
+def test_a_managed_api_of_another_model_class_is_flagged_in_the_report(tmp_path: Path) -> None:
+    """The manager compares like with like: an API serving a 70B model is not the baseline of a
+    24B service (sizes from the providers' model cards, in burden/figures.yaml)."""
+    import json
+
+    same = GOOD.replace("parameters_billion: 7", "parameters_billion: 24") + "buy_api: scaleway-mistral-small-3.2\n"
+    for name in ("same", "other", "given"):
+        (tmp_path / name).mkdir()
+    code, errors, output = compare(tmp_path / "same", same)
+    assert code == 0 and not errors, output
+    notes = json.loads((tmp_path / "same" / "out" / "report.json").read_text())["notes"]
+    assert not [n for n in notes if n.startswith("buy_api:")]
+    other = same.replace("buy_api: scaleway-mistral-small-3.2", "buy_api: scaleway-llama-3.3-70b")
+    code, errors, output = compare(tmp_path / "other", other)
+    assert code == 0 and not errors, output
+    notes = json.loads((tmp_path / "other" / "out" / "report.json").read_text())["notes"]
+    [flag] = [n for n in notes if n.startswith("buy_api:")]
+    assert "serves a 70B model" in flag and "24B" in flag
+    given = same.replace("buy_api: scaleway-mistral-small-3.2",
+                         "buy_api: {name: my-api, eur_per_m_input: 0.1, eur_per_m_output: 0.2, "
+                         "parameters_billion: 8, source: my contract 2026-11}")
+    code, errors, output = compare(tmp_path / "given", given)
+    assert code == 0 and not errors, output
+    notes = json.loads((tmp_path / "given" / "out" / "report.json").read_text())["notes"]
+    assert any(n.startswith("buy_api: my-api serves a 8B model") for n in notes)

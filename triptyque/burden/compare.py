@@ -25,7 +25,7 @@ from triptyque.burden.exit import DESTINATION, ExitCost, exit_cost
 from triptyque.burden.figures import Figures
 from triptyque.burden.ledger import Entry, Ledger, git_revision
 from triptyque.burden.modelled import ModelledDrill, edge_crash_proxy, kubernetes_drills
-from triptyque.burden.scenario import Option, Scenario
+from triptyque.burden.scenario import Option, Scenario, model_class_mismatch
 from triptyque.burden.scorecard import Scorecard, scorecard
 from triptyque.burden.slo import Continuity, continuity
 from triptyque.burden.static import Skills, TargetBurden, scan
@@ -334,6 +334,9 @@ def compare(
 
     notes = [f"{option}: cannot serve {scenario.model.name}, so it is not priced: {reason}"
              for option, reason in unserved.items()]
+    mismatch = model_class_mismatch(scenario, figures)
+    if mismatch is not None:
+        notes.insert(0, mismatch)
     for target, burden in burdens.items():
         notes += [f"{target}: {line}" for line in burden.missing]
     if ledger_use.other_revision_or_spec:

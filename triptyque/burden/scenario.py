@@ -116,6 +116,9 @@ class BuyPrice(_Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     eur_per_m_input: StrictFloat = Field(ge=0, le=1000, json_schema_extra=_unit("EUR per million input tokens"))
     eur_per_m_output: StrictFloat = Field(ge=0, le=1000, json_schema_extra=_unit("EUR per million output tokens"))
+    parameters_billion: StrictFloat | None = Field(
+        default=None, gt=0, le=2000, json_schema_extra=_unit("billion parameters"),
+        description="The size of the model the API serves: it must be of the scenario's model class.")
     source: str | None = Field(default=None, min_length=1)
     date: datetime.date | None = None
 
@@ -221,6 +224,30 @@ class Scenario(_Strict):
     def compared(self) -> list[Option]:
         """Options actually priced: edge only when there are sites."""
         return [o for o in self.options if o != "edge" or self.edge.sites > 0]
+
+
+# Two models are of one class when their sizes are within this factor of each other: a
+# managed API serving a much larger (or smaller) model is not the same service.
+MODEL_CLASS_FACTOR = 1.5
+
+
+def model_class_mismatch(s: Scenario, figures: Figures) -> str | None:
+    """Why the managed API is not the same service as the model every option serves, if it is not.
+
+    Known only when the API's model size is (``buy.<name>.parameters_billion`` in the figures,
+    or ``parameters_billion`` beside a price given in the scenario)."""
+    api = s.buy_api if isinstance(s.buy_api, str) else s.buy_api.name
+    size = figures.items.get(f"buy.{api}.parameters_billion")
+    api_billion = size.value if size is not None else (
+        None if isinstance(s.buy_api, str) else s.buy_api.parameters_billion)
+    if api_billion is None:
+        return None
+    ours = s.model.parameters_billion
+    if max(ours, api_billion) / min(ours, api_billion) <= MODEL_CLASS_FACTOR:
+        return None
+    return (f"buy_api: {api} serves a {api_billion:g}B model, not the class of the model every option serves "
+            f"(model.parameters_billion: {ours:g}B): the managed-API baseline is not the same service; name an "
+            "API of that class, or give its price with parameters_billion")
 
 
 def _buy_figures(s: Scenario, figures: Figures, path: Path) -> Figures:

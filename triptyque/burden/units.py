@@ -77,6 +77,7 @@ RANGES: dict[str, Range] = {
     "min per scale-up": Range(0, 240),
     "GB/month": Range(0, 1_000_000),
     "bytes/token": Range(1, 1000),
+    "billion parameters": Range(0.01, 2000),
     # hours of work
     "h/site/year": Range(0, 8760),
     "h/component/year": Range(0, 8760),
