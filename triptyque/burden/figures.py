@@ -29,7 +29,8 @@ Confidence = Literal["H", "M", "L"]
 UNSOURCED = "unsourced (a bare number in the scenario)"
 USER_OVERRIDE = "user override"
 # A source names what a reader can look up, not a file on the author's machine.
-_LOCAL_PATH = re.compile(r"(\.\./|/work/|/home/|/tmp/|\b[\w-]+\.md\b)")
+# (a relative path up, an absolute path of two or more folders, or a Markdown file's name)
+_LOCAL_PATH = re.compile(r"(\.\./|(?:^|[\s(])/[\w.-]+/[\w.-]+|\b[\w-]+\.md\b)")
 
 
 def _public(source: str) -> str:
