@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import ROOT
-from tests.support.browser import CHARTS, non_blank, open_report
+from tests.support.browser import CHARTS, DECISION_CHARTS, non_blank, open_report
 from triptyque.burden.commands import build_report
 from triptyque.burden.compare import Comparison
 from triptyque.burden.ledger import Ledger
@@ -34,10 +34,7 @@ def test_the_html_report_renders_every_chart_in_a_real_browser_without_errors(
     seen = open_report(report["html"], tmp_path / "report.png")
     assert seen.errors == []
     assert all(url.startswith(("file://", "data:")) for url in seen.requests), seen.requests
-    # The shared charts, plus what decides: the break-even chart and one tornado per priced option
-    # (edge cannot hold the departmental model, so it has none).
-    assert {c["name"] for c in seen.charts} == CHARTS | {"break-even", "tornado-onprem", "tornado-cloud",
-                                                         "tornado-buy"}
+    assert {c["name"] for c in seen.charts} == CHARTS | DECISION_CHARTS
     for chart in seen.charts:
         assert chart["width"] > 300 and chart["height"] > 80, chart
         assert chart["visible_marks"] >= 1 and chart["visible_marks"] == chart["marks"], chart
