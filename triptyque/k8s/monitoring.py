@@ -10,32 +10,42 @@ from triptyque.k8s.names import HTTP, Component, Names
 from triptyque.spec import ServiceSpec
 
 
-def _service_monitor(
-    config: StackConfig, names: Names, component: Component, job: str, node_label: str
-) -> dict[str, Any]:
-    name = names.gateway if component == "gateway" else names.engine
-    metadata = names.metadata(name, component)
+def _monitor(config: StackConfig, metadata: dict[str, Any], selector: dict[str, str],
+             namespaces: dict[str, Any], port: str, job: str, node_label: str,
+             keep: str | None = None) -> dict[str, Any]:
+    """One ServiceMonitor whose series carry triptyque's job name and node label: the rules
+    select on the same job names and node label on every target."""
     metadata["labels"].update(config.monitoring.labels)
+    endpoint: dict[str, Any] = {
+        "port": port,
+        "path": "/metrics",
+        "interval": config.monitoring.scrape_interval,
+        "relabelings": [
+            {"targetLabel": "job", "replacement": job, "action": "replace"},
+            {"sourceLabels": ["__meta_kubernetes_pod_node_name"], "targetLabel": node_label,
+             "action": "replace"},
+        ],
+    }
+    if keep is not None:
+        endpoint["metricRelabelings"] = [{"sourceLabels": ["__name__"], "regex": keep, "action": "keep"}]
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "ServiceMonitor",
         "metadata": metadata,
         "spec": {
-            "selector": {"matchLabels": names.selector(component)},
-            "namespaceSelector": {"matchNames": [names.namespace]},
-            "endpoints": [{
-                "port": HTTP,
-                "path": "/metrics",
-                "interval": config.monitoring.scrape_interval,
-                # The rules select on the same job names and node label on every target.
-                "relabelings": [
-                    {"targetLabel": "job", "replacement": job, "action": "replace"},
-                    {"sourceLabels": ["__meta_kubernetes_pod_node_name"], "targetLabel": node_label,
-                     "action": "replace"},
-                ],
-            }],
+            "selector": {"matchLabels": selector},
+            "namespaceSelector": namespaces,
+            "endpoints": [endpoint],
         },
     }
+
+
+def _service_monitor(
+    config: StackConfig, names: Names, component: Component, job: str, node_label: str
+) -> dict[str, Any]:
+    name = names.gateway if component == "gateway" else names.engine
+    return _monitor(config, names.metadata(name, component), names.selector(component),
+                    {"matchNames": [names.namespace]}, HTTP, job, node_label)
 
 
 # kube-prometheus-stack's node-exporter Service (its prometheus-node-exporter subchart):
@@ -60,30 +70,8 @@ def _exporter_monitor(
     The exporter's own job (and the chart rules and dashboards that select it) is left
     alone: this is a second scrape, relabelled to the job triptyque's rules select.
     """
-    metadata = names.metadata(name, "gateway")
-    metadata["labels"].update(config.monitoring.labels)
-    endpoint: dict[str, Any] = {
-        "port": port,
-        "path": "/metrics",
-        "interval": config.monitoring.scrape_interval,
-        "relabelings": [
-            {"targetLabel": "job", "replacement": job, "action": "replace"},
-            {"sourceLabels": ["__meta_kubernetes_pod_node_name"], "targetLabel": node_label,
-             "action": "replace"},
-        ],
-    }
-    if keep is not None:
-        endpoint["metricRelabelings"] = [{"sourceLabels": ["__name__"], "regex": keep, "action": "keep"}]
-    return {
-        "apiVersion": "monitoring.coreos.com/v1",
-        "kind": "ServiceMonitor",
-        "metadata": metadata,
-        "spec": {
-            "selector": {"matchLabels": dict(service)},
-            "namespaceSelector": namespaces,
-            "endpoints": [endpoint],
-        },
-    }
+    return _monitor(config, names.metadata(name, "gateway"), dict(service), namespaces, port, job,
+                    node_label, keep)
 
 
 def exporter_monitors(config: StackConfig, names: Names) -> list[dict[str, Any]]:
