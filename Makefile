@@ -14,7 +14,7 @@ test: system-deps venv  ## the whole suite, real engine included
 	bash tests/k8s/setup_checkov.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: venv  ## gateway overhead vs vLLM and a fake engine, kill-switch timing (incl. the edge fleet), overload (~11 min)
+bench: venv  ## gateway overhead vs vLLM and a fake engine, kill-switch timing (incl. the edge fleet), overload (~11 min); as root also the edge scale curves, 2-32 nodes (about an hour more)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 lint: venv  ## ruff, mypy (package, tests, bench) and the layer contract in pyproject.toml

@@ -8,7 +8,11 @@ veth links) and is stopped at the end:
 - the kill switch on one gateway (fake engine, then vLLM), on N gateways at once, and
   on the edge test fleet (``bench/edge_fleet.py``: nspawn nodes converged by the edge
   target; needs root, skipped with a row saying so otherwise);
-- overload at ten times the concurrency limit.
+- overload at ten times the concurrency limit;
+- the edge target at scale (``bench/edge_scale.py``: first converge, idempotent converge,
+  rolling upgrade, fleet kill and resume on 2 to 32 fake-engine nodes of the test fleet, sites
+  offline, Ansible settings side by side, a fitted model and its 100/500/1,000-site
+  predictions, written to burden/edge-scale.json; needs root, about an hour).
 
 ``--baseline COMMIT`` adds the gateway as committed at COMMIT (``git archive``) to the
 overhead runs, so a change is measured against what it replaces in the same run.
@@ -29,7 +33,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bench import edge_fleet, killswitch, overhead, overload
+from bench import edge_fleet, edge_scale, killswitch, overhead, overload
 from bench.client import percentile
 from bench.procs import PortPool, Processes, baseline_tree, gateway_settings
 from bench.report import Row, table
@@ -170,14 +174,16 @@ def _overload_rows(result: overload.Overload, label: str, limit: int, gated: boo
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--only", choices=["overhead", "killswitch", "edge-fleet", "overload"], action="append",
-                        help="run only these parts (repeatable)")
+    parser.add_argument("--only", choices=["overhead", "killswitch", "edge-fleet", "overload", "edge-scale"],
+                        action="append", help="run only these parts (repeatable)")
     parser.add_argument("--no-vllm", action="store_true", help="skip the real engine (about 40 s to start)")
     parser.add_argument("--baseline", metavar="COMMIT", help="also measure the gateway as of COMMIT")
     parser.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run, noisy)")
     parser.add_argument("--fleet", type=int, default=8, help="gateways for the fleet kill timing")
     parser.add_argument("--edge-nodes", type=int, default=2,
                         help="nodes of the edge test fleet for its kill timing (needs root; 0: skip)")
+    parser.add_argument("--scale-sizes", type=int, nargs="+", default=list(edge_scale.SIZES),
+                        help="fleet sizes of the edge scale curves (needs root)")
     parser.add_argument("--vllm-bind", choices=["nobind", "auto"], default="nobind",
                         help="vLLM's CPU thread binding (VLLM_CPU_OMP_THREADS_BIND); the targets use nobind")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
@@ -185,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="vLLM on CPU 1 only, gateways on CPU 0 only (the gateway gets a core of "
                              "its own, as in its own container; the engine is pinned in both runs)")
     args = parser.parse_args(argv)
-    parts = args.only or ["overhead", "killswitch", "edge-fleet", "overload"]
+    parts = args.only or ["overhead", "killswitch", "edge-fleet", "overload", "edge-scale"]
     quick = args.quick
     workdir = Path(tempfile.mkdtemp(prefix="triptyque-bench-"))
     started = datetime.datetime.now(datetime.UTC)
@@ -210,9 +216,16 @@ def main(argv: list[str] | None = None) -> int:
                                      run=_run)
         if "overload" in parts:
             rows += bench_overload(procs, seconds=2.0 if quick else 5.0)
+        scale_text = ""
+        if "edge-scale" in parts:
+            scale_rows, scale_text = edge_scale.bench(
+                args.scale_sizes, procs.workdir, argv=["bench", *(argv if argv is not None else sys.argv[1:])])
+            rows += scale_rows
     load = os.getloadavg()
     print(f"# {started:%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs, load average {load[0]:.2f} at the end; "
           f"python -m bench {shlex.join(argv if argv is not None else sys.argv[1:])}")
+    if scale_text:
+        print(scale_text)
     print(table(rows, markdown=args.markdown))
     missed = [r for r in rows if r.ok is False]
     if missed:

@@ -15,17 +15,20 @@ import pulumiverse_scaleway as scw
 import yaml
 
 from stacks.kapsule import scaleway_provider
+from triptyque.edge.platforms import normalise_platform
 from triptyque.k8s.config import Scaleway, Vms
 from triptyque.spec import ServiceSpec
 
 INVENTORY_GROUP = "edge"
 
 
-def inventory(hosts: Sequence[tuple[str, str]], ssh_user: str) -> str:
+def inventory(hosts: Sequence[tuple[str, str]], ssh_user: str, platform: str) -> str:
     """An Ansible YAML inventory in the edge target's shape (playbooks/inventories/example.yml):
-    one host per (name, public address) in the ``edge`` group, each running the GPU engine."""
+    one host per (name, public address) in the ``edge`` group, each running the GPU engine on
+    the image's platform (the bundle then carries a part built from that distribution)."""
     document: dict[str, Any] = {INVENTORY_GROUP: {
-        "hosts": {name: {"ansible_host": address, "triptyque_engine_device": "gpu"}
+        "hosts": {name: {"ansible_host": address, "triptyque_engine_device": "gpu",
+                         "triptyque_platform": platform}
                   for name, address in hosts},
         "vars": {"ansible_user": ssh_user},
     }}
@@ -68,6 +71,8 @@ class GpuInstances(pulumi.ComponentResource):
             tags=tags,
             opts=child,
         )
+        # The machines are amd64 (Scaleway's GPU instances); refused at once if unknown.
+        platform = normalise_platform(vms.node_platform)
         self.servers: list[scw.instance.Server] = []
         addresses: list[pulumi.Output[str]] = []
         for index in range(vms.count):
@@ -92,6 +97,6 @@ class GpuInstances(pulumi.ComponentResource):
             addresses.append(address.address.apply(lambda a: a or ""))
         names = [f"{spec.name}-gpu-{index}" for index in range(vms.count)]
         self.inventory = pulumi.Output.all(*addresses).apply(
-            lambda ips: inventory(list(zip(names, ips, strict=True)), vms.ssh_user)
+            lambda ips: inventory(list(zip(names, ips, strict=True)), vms.ssh_user, platform)
         )
         self.register_outputs({"inventory": self.inventory})

@@ -58,6 +58,16 @@ def _custom_timeouts(manifest: Manifest) -> pulumi.CustomTimeouts | None:
     return pulumi.CustomTimeouts(create=wait, update=wait)
 
 
+def _created_with(manifest: Manifest) -> Manifest:
+    """The engine Deployment is created with the replicas the stack serves with (its annotation,
+    triptyque.k8s.engine.REPLICAS_ANNOTATION); `spec.replicas` is then ignored on update, so a
+    hard kill stays in force. The rendered manifests (GitOps) never set it."""
+    annotation = (manifest["metadata"].get("annotations") or {}).get("triptyque.io/serving-replicas")
+    if manifest["kind"] != "Deployment" or _component(manifest) != "engine" or annotation is None:
+        return manifest
+    return {**manifest, "spec": {**manifest["spec"], "replicas": int(annotation)}}
+
+
 class InferenceService(pulumi.ComponentResource):
     """Namespace first, then every other object in it; custom resources wait for their CRDs."""
 
@@ -93,7 +103,7 @@ class InferenceService(pulumi.ComponentResource):
             custom_timeouts=_custom_timeouts(manifest),
         )
         name = manifest["metadata"]["name"]
-        body = {k: v for k, v in manifest.items() if k not in ("apiVersion", "kind")}
+        body = {k: v for k, v in _created_with(manifest).items() if k not in ("apiVersion", "kind")}
         cls = KINDS.get((manifest["apiVersion"], manifest["kind"]))
         if cls is None:
             return k8s.apiextensions.CustomResource(

@@ -211,16 +211,42 @@ def resume(reason: ReasonOption, target: TargetOption = "local", spec: SpecOptio
 APPROVAL_PENDING = 3  # `triptyque resume` exit code: one approval recorded, a second admin is needed
 
 
+def _verify_cluster_audit(target: str, spec: Path, state_dir: Path, key: Path | None) -> None:
+    from triptyque.gateway.settings import ClusterState
+    from triptyque.gateway.state_k8s import verify_cluster_chain
+    from triptyque.keys import audit_key
+    from triptyque.targets.kubernetes import KubernetesTarget
+
+    try:
+        cluster = _target(target, spec, state_dir, None)
+        if not isinstance(cluster, KubernetesTarget):
+            raise TargetError(f"--target {target}: only onprem and cloud keep the chain in the cluster; "
+                              "pass --log for a file")
+        where = ClusterState(namespace=cluster.names.namespace, configmap=cluster.names.killswitch)
+        verified = verify_cluster_chain(where, cluster.cluster().configuration, audit_key(key) if key else None)
+    except TriptyqueError as exc:
+        raise fail(exc) from None
+    console.print(f"[green]ok[/] {where.namespace}/{where.configmap} on {target}: {verified.entries} entries, "
+                  f"archives included, chain intact, state agrees, head {verified.head[:16]} seq {verified.seq}"
+                  + (", signed" if key else ""), highlight=False)
+
+
 @audit_app.command("verify")
 def audit_verify(
     log: Annotated[Path | None, typer.Option("--log", help="An audit log file.")] = None,
     state_dir: StateOption = DEFAULT_STATE,
     key: Annotated[Path | None, typer.Option("--key", help="The audit key file (audit_key_path), "
                                                           "to check the signatures.")] = None,
+    target: Annotated[str | None, typer.Option(
+        "--target", "-t", help="onprem or cloud: the chain in the cluster, its archives included.")] = None,
+    spec: SpecOption = DEFAULT_SPEC,
 ) -> None:
     """Walk the hash chain of a kill-switch audit log and check the stored state against it."""
     from rich.markup import escape
 
+    if target is not None:
+        _verify_cluster_audit(target, spec, state_dir, key)
+        return
     from triptyque.gateway.audit import AuditLog, verify_with_state
     from triptyque.gateway.settings import AUDIT_FILE, STATE_FILE
     from triptyque.gateway.state import FileStateStore
@@ -489,9 +515,15 @@ def bundle(
     device: Annotated[list[str] | None, typer.Option(
         "--device", help="Engine build to include, cpu or gpu; repeat for both "
                          "(default: gpu when the spec asks for GPUs, else cpu).")] = None,
+    inventory: Annotated[Path | None, typer.Option(
+        "--inventory", "-i", help="Build a part for each (triptyque_platform, Python, engine build) "
+                                  "this inventory's edge nodes run (wins over --device).")] = None,
 ) -> None:
     """Build the offline bundle for edge nodes: wheels, model files, checksums."""
     from triptyque.edge.bundle import build_for_spec
+    from triptyque.edge.inventory import parts_needed, read_inventory
+    from triptyque.edge.runner import ansible_tool
+    from triptyque.engine import default_device
 
     try:
         bad = [d for d in device or [] if d not in ("cpu", "gpu")]
@@ -499,14 +531,21 @@ def bundle(
             raise TargetError(f"--device {bad[0]}: use cpu or gpu")
         resolved = load_spec(spec, target="edge")
         folder = output or state_dir / "edge" / "bundle"
+        parts = None
+        if inventory is not None:
+            nodes = read_inventory(inventory, resolved.gateway.port,
+                                   ansible_inventory=ansible_tool("ansible-inventory"))
+            parts = parts_needed(nodes, default_device(resolved))
         with spinner() as progress:
-            manifest = build_for_spec(resolved, folder, progress=progress,
+            manifest = build_for_spec(resolved, folder, progress=progress, parts=parts,
                                       devices=tuple(device) if device else None)  # type: ignore[arg-type]
     except TriptyqueError as exc:
         raise fail(exc) from None
     console.print(f"[bold green]bundle {manifest.id}[/] in {folder}")
-    for c in manifest.components.values():
-        console.print(f"  {c.id:<32} {c.files:>4} files {c.bytes / 1e6:9.1f} MB  sha256 {c.sha256[:16]}")
+    for key, part in manifest.parts.items():
+        console.print(f" part {key}")
+        for c in part.components.values():
+            console.print(f"  {c.id:<32} {c.files:>4} files {c.bytes / 1e6:9.1f} MB  sha256 {c.sha256[:16]}")
 
 
 image_app = typer.Typer(no_args_is_help=True, help="Container images for the Kubernetes targets.")
@@ -524,7 +563,8 @@ def image_build(
                                                "python:3.11-slim-bookworm by digest) instead of the "
                                                "Debian base made here with debootstrap.")] = None,
 ) -> None:
-    """Build the gateway image with buildah (no daemon), write its SBOM, record its digest in the spec."""
+    """Build the gateway and CPU engine images with buildah (no daemon), write their SBOMs, record
+    their digests in the spec (images.gateway, images.engine_cpu)."""
     from rich.text import Text as RichText
 
     from triptyque.images import build_images
@@ -608,6 +648,28 @@ def evidence_verify(
                   f"target {escape(checked.target)}, revision {escape(checked.revision[:12])}"
                   f"{'' if checked.clean else ' (uncommitted changes)'}, built {escape(checked.created)}; "
                   f"{checked.audit}", highlight=False)
+
+
+@app.command("pull-serve")
+def pull_serve(
+    listen: Annotated[list[str], typer.Option(
+        "--listen", help="ADDRESS:PORT the pull nodes reach; repeat for several addresses.")],
+    state_dir: StateOption = DEFAULT_STATE,
+) -> None:
+    """Serve the edge pull nodes: their publication, the fleet's kill state, their reports."""
+    from triptyque.edge.pull import serve
+
+    try:
+        pairs = [item.rpartition(":") for item in listen]
+        if any(not host or not port.isdigit() for host, _, port in pairs):
+            raise TargetError("--listen takes ADDRESS:PORT, e.g. 10.0.0.1:8470")
+        ports = {int(port) for _, _, port in pairs}
+        if len(ports) != 1:
+            raise TargetError("--listen: use one port for every address")
+        console.print(f"pull endpoint on {', '.join(listen)}; Ctrl-C stops it")
+        serve(state_dir / "edge", [host.strip("[]") for host, _, _ in pairs], ports.pop())
+    except TriptyqueError as exc:
+        raise fail(exc) from None
 
 
 def main() -> None:  # the `triptyque` console script

@@ -151,6 +151,9 @@ class Images(_Strict):
 
     engine: PinnedImage = Field(description="vllm/vllm-openai at engine.version, by digest.")
     gateway: PinnedImage = Field(description="The triptyque gateway image, by digest.")
+    engine_cpu: PinnedImage | None = Field(
+        default=None, description="vLLM's CPU build at engine.version, by digest (`triptyque image "
+        "build` makes it): the engine of a target without GPUs (resources.gpu_count: 0).")
 
 
 class ServiceSpec(_Strict):

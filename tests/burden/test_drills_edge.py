@@ -1,8 +1,16 @@
 """Drills on the edge test fleet: a real Debian node (systemd-nspawn), converged by Ansible.
 
-One node, booted for this module from the edge tests' harness (tests/edge/fleet.py),
+One node, booted for this module from the edge tests' harness (tests/support/fleet.py),
 the offline bundle built once; then the drills an operator would run, each recorded in
-the ledger. Needs root; slow (a converge installs vLLM on the node), hence ``fleet``.
+the ledger. Needs root, hence ``fleet``.
+
+The node runs the fleet's ``fake`` engine profile (the real gateway, systemd units, health
+gate and rollout in front of a canned OpenAI-compatible server, bench/fake_engine.py):
+these tests check the drills' mechanics (phases, actors, ledger rows), which do not depend
+on the engine, and eight vLLM restarts on a 2-core machine would cost ~8 minutes of the CI
+budget. Real vLLM on an edge node, through the same roles, is proven by
+tests/edge/test_fleet.py; the edge drill figures a report uses come from `triptyque drill`
+on the user's own fleet, recorded in the ledger.
 """
 
 from __future__ import annotations
@@ -34,7 +42,7 @@ def drilled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str
     state = tmp_path_factory.mktemp("edge-drills")
     spec = load_spec(ROOT / DEFAULT_SPEC, target="edge")
     with Fleet(1, cache_dir=CACHE) as fleet:
-        inventory = fleet.write_inventory(state / "inventory.yml")
+        inventory = fleet.write_inventory(state / "inventory.yml", engine="fake")
         target = EdgeTarget(spec, state / "edge", inventory, bundle_dir=state / "bundle", cache_dir=CACHE)
         target.build_bundle(lambda _m: None)
         ledger = Ledger(state / "ledger.sqlite")

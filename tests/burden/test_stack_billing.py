@@ -79,3 +79,24 @@ def test_every_billable_resource_of_the_rendered_cloud_stack_is_priced_as_create
     assert priced[f"public gateway ({deployed.public_gateway}) and its IP"].monthly == pytest.approx(
         hours * (f.value(f"cloud.public_gateway.{deployed.public_gateway}.eur_per_hour")
                  + f.value("cloud.flexible_ip_eur_per_hour")))
+
+
+def test_each_engine_replica_s_own_cache_volume_is_priced(tmp_path: Path, figures: Figures) -> None:
+    """Two engines get one ephemeral cache claim each (triptyque/k8s/engine.py): both are billed."""
+    spec_path = write_spec(tmp_path)
+    base = example("cloud", spec_path)
+    config = base.model_copy(update={"engine": base.engine.model_copy(update={"replicas": 2})})
+    ran = run_stack(config)
+    deployed = cloud_deployment(config, load_spec(spec_path, "cloud"), "Pulumi.cloud.yaml")
+
+    engine = next(d for d in ran.of_type("kubernetes:apps/v1:Deployment") if d.props["spec"]["template"]["spec"]
+                  .get("volumes") and any("ephemeral" in v for v in d.props["spec"]["template"]["spec"]["volumes"]))
+    claim = next(v for v in engine.props["spec"]["template"]["spec"]["volumes"] if "ephemeral" in v)
+    per_pod = gigabytes(claim["ephemeral"]["volumeClaimTemplate"]["spec"]["resources"]["requests"]["storage"])
+    assert engine.props["spec"]["replicas"] == deployed.engine_replicas == 2
+    assert deployed.volume_gb == pytest.approx(2 * per_pod)
+    s, f = scenario(figures, gpu_type="L4", cloud={"always_on": False, "control_plane": "shared"},
+                    traffic={"input_tokens_per_month": 0, "output_tokens_per_month": 0, "peak_concurrency": 1})
+    priced = {i.name: i for i in tco.cloud(s, f, {}, deployed).items}
+    assert priced["model-cache volume (sbs-default)"].monthly == pytest.approx(
+        2 * per_pod * f.value("cloud.block_storage_eur_per_gb_month"))

@@ -1,4 +1,4 @@
-"""Fixtures for the edge target: the spec, and a real two-node fleet converged once.
+"""Fixtures for the edge target: the spec, and a real two-node (mixed) fleet converged once.
 
 The fleet fixtures are module-scoped: ``test_fleet.py`` walks one fleet through its
 life (check mode, converge, idempotence, serving, kill, crash, failed upgrade, down)
@@ -57,9 +57,18 @@ def state_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("edge-state")
 
 
+# A mixed fleet: edge1 runs real vLLM (CPU build), edge2 the `fake` engine profile (the same
+# roles, units, gateway and health gate in front of bench/fake_engine.py). The per-host
+# engine build comes from the inventory and the bundle holds both; one vLLM node is what
+# proves the real engine path, and a second one would double the slowest steps of the suite
+# on a 2-core machine (every converge, restart and resume waits for vLLM to load).
+ENGINES = {"edge1": "cpu", "edge2": "fake"}
+
+
 @pytest.fixture(scope="module")
 def inventory(fleet: Fleet, state_root: Path) -> Path:
-    return fleet.write_inventory(state_root / "inventory.yml")
+    return fleet.write_inventory(state_root / "inventory.yml", host_vars={
+        name: {"triptyque_engine_device": engine} for name, engine in ENGINES.items() if engine != "cpu"})
 
 
 @pytest.fixture(scope="module")

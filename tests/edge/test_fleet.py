@@ -1,5 +1,8 @@
 """A real two-node edge fleet, walked through its life in file order.
 
+edge1 runs real vLLM, edge2 the fake engine profile (tests/edge/conftest.py says why): the
+failures that need a real engine (a crash, an upgrade vLLM refuses) are driven on edge1.
+
 The nodes are Debian hosts booted with systemd and sshd (see fleet.py), with no
 route anywhere but their veth: everything they run comes from the offline bundle.
 """
@@ -16,7 +19,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from tests.edge.conftest import Log, gateway, wait_ready
+from tests.edge.conftest import ENGINES, Log, gateway, wait_ready
 from tests.support import ROOT
 from tests.support.fleet import Fleet, Node
 from triptyque.edge.bundle import Manifest
@@ -79,9 +82,14 @@ def test_first_converge_installs_from_the_bundle_and_serves(fleet: Fleet, edge: 
     summary = json.loads((runs[-1] / "summary.json").read_text())
     assert summary["status"] == "successful"
     assert (runs[-1] / "events.jsonl").stat().st_size > 0
+    components = bundle[1].components
+    assert {"engine-cpu", "engine-fake"} <= set(components)  # the bundle holds both builds
     for node in fleet.nodes:
         verified = fleet.ssh(node, "cat /opt/triptyque/store/*/.verified").stdout.split()
-        assert sorted(verified) == sorted(c.sha256 for c in bundle[1].components.values())
+        # Each node stages only its own engine build.
+        assert sorted(verified) == sorted(
+            c.sha256 for name, c in components.items()
+            if not name.startswith("engine-") or name == f"engine-{ENGINES[node.name]}")
 
 
 def test_second_converge_changes_nothing(edge: EdgeTarget):

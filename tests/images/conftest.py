@@ -1,5 +1,6 @@
-"""Fixtures for the image tests: the gateway image built once per input hash, a spec copy,
-a local registry (Debian's docker-registry on 127.0.0.1) started and stopped here.
+"""Fixtures for the image tests: the gateway and CPU engine images built once per input hash,
+a spec copy, a local registry (Debian's docker-registry on 127.0.0.1) started and stopped here
+(one per session: the engine's ~1 GB of layers are pushed once).
 
 Everything runs with the project's own container configuration (images/containers.conf,
 a storage under .cache/): nothing of the machine's container setup is read or changed.
@@ -14,12 +15,14 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from tests.support import ROOT
 from triptyque.images.build import Built, build_gateway
+from triptyque.images.engine import build_engine
 from triptyque.images.tools import cache_root, environment
 from triptyque.spec import DEFAULT_SPEC, load_spec
 
@@ -65,9 +68,17 @@ def gateway_image(image_host: None) -> Built:
     return build_gateway(ROOT, cache_root(), load_spec(ROOT / DEFAULT_SPEC), print)
 
 
-@pytest.fixture
-def registry(image_host: None, tmp_path: Path) -> Iterator[str]:
-    """docker-registry on the loopback address, with its storage in tmp_path; stopped after."""
+@pytest.fixture(scope="session")
+def engine_image(image_host: None) -> Built:
+    """vLLM's CPU build: built on the first run (from the edge bundle's wheelhouse), cached after."""
+    return build_engine(ROOT, cache_root(), load_spec(ROOT / DEFAULT_SPEC), print)
+
+
+@pytest.fixture(scope="session")
+def registry(image_host: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """docker-registry on the loopback address, with its storage in a temporary folder; stopped
+    after the session."""
+    tmp_path = tmp_path_factory.mktemp("registry")
     port = free_port()
     config = tmp_path / "registry.yml"
     config.write_text(
@@ -102,3 +113,19 @@ def registry(image_host: None, tmp_path: Path) -> Iterator[str]:
         log.close()
     with pytest.raises(httpx.TransportError):
         httpx.get(f"http://127.0.0.1:{port}/v2/", timeout=1)
+
+
+def cpu_profile(raw: dict[str, Any], engine_port: int | None = None, gateway_port: int | None = None) -> None:
+    """Set the CPU-only cluster profile in a spec's onprem overlay, as a pilot would write it:
+    no GPUs, the local target's tiny model, its CPU engine settings and resources."""
+    local = raw["targets"]["local"]
+    overlay: dict[str, Any] = {
+        "engine": {"load_format": local["engine"]["load_format"], "env": local["engine"]["env"]},
+        "resources": local["resources"],
+    }
+    if engine_port is not None:
+        overlay["engine"]["port"] = engine_port
+    if gateway_port is not None:
+        overlay["gateway"] = {"port": gateway_port}
+    raw["targets"]["onprem"] = overlay
+    assert overlay["resources"]["gpu_count"] == 0

@@ -145,7 +145,7 @@ def test_render_refuses_the_shipped_placeholder(tmp_path: Path) -> None:
 
 
 def test_push_pull_round_trip_gives_the_digest_render_writes(
-    gateway_image: Built, registry: str, tmp_path: Path
+    gateway_image: Built, engine_image: Built, registry: str, tmp_path: Path
 ) -> None:
     spec = copy_spec(tmp_path / "spec")
     # The engine's upstream image, served here by the local registry under its tag (any
@@ -166,6 +166,11 @@ def test_push_pull_round_trip_gives_the_digest_render_writes(
     shown = json.loads(tool("skopeo", "inspect", "--tls-verify=false", f"docker://{pushed}").stdout)
     assert shown["Digest"] == digest
     assert recorded["engine"].startswith(f"{engine}@sha256:") and not recorded["engine"].endswith(PLACEHOLDER)
+    # The CPU engine image too, pushed with its digest unchanged.
+    engine_cpu = f"{registry}/triptyque/engine-cpu:{engine_image.tag}"
+    assert recorded["engine_cpu"] == f"{engine_cpu}@{engine_image.digest}"
+    shown = json.loads(tool("skopeo", "inspect", "--tls-verify=false", f"docker://{engine_cpu}").stdout)
+    assert shown["Digest"] == engine_image.digest
 
     out = tmp_path / "manifests"
     rendered = triptyque("render", "onprem", "--spec", str(spec), "--out", str(out))
@@ -184,17 +189,21 @@ def test_push_pull_round_trip_gives_the_digest_render_writes(
     tool("podman", "rmi", images["gateway"], check=False)
 
 
-def test_build_images_records_into_the_spec_without_touching_the_rest(gateway_image: Built, tmp_path: Path) -> None:
+def test_build_images_records_into_the_spec_without_touching_the_rest(
+    gateway_image: Built, engine_image: Built, tmp_path: Path
+) -> None:
     spec = copy_spec(tmp_path / "spec")
     before = spec.read_text()
     outcome = build_images(spec, ROOT)
     after = spec.read_text()
-    (built,) = outcome.built
+    built, engine = outcome.built
     assert outcome.recorded["gateway"] == built.reference
+    assert outcome.recorded["engine_cpu"] == engine.reference
     if built.key == gateway_image.key:
         assert built.cached and built.reference == gateway_image.reference
+    assert engine.cached and engine.reference == engine_image.reference
     changed = [(a, b) for a, b in zip(before.splitlines(), after.splitlines(), strict=True) if a != b]
-    assert len(changed) == 1 and changed[0][1].strip() == f"gateway: {built.reference}"
+    assert [b.strip() for _, b in changed] == [f"gateway: {built.reference}", f"engine_cpu: {engine.reference}"]
     # The upstream engine cannot be asked here: its placeholder stays, and the note says so.
     assert any("images.engine keeps its placeholder" in note for note in outcome.notes) or "engine" in outcome.recorded
 

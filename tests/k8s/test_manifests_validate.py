@@ -99,3 +99,18 @@ def test_checkov_finds_nothing_unjustified_and_still_catches_a_bad_pod(rendered,
         reason = skipped["check_result"].get("suppress_comment", "")
         assert len(reason) > 40, f"{skipped['check_id']} on {skipped['resource']} is skipped without a reason"
     assert len(report["passed_checks"]) > 300
+
+
+def test_several_engines_with_their_own_cache_claims_pass_kubernetes_validate_strict(spec_file, tmp_path):
+    from tests.k8s.conftest import spec_for, stack
+    from triptyque.k8s.render import render
+
+    config = stack("cloud", spec_file)
+    config = config.model_copy(update={"engine": config.engine.model_copy(update={"replicas": 2})})
+    engine = next(o for o in render(spec_for(config), config)
+                  if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("-engine"))
+    path = tmp_path / "engine.yaml"
+    path.write_text(yaml.safe_dump(engine))
+    for version in (OLDEST, NEWEST):
+        result = _kubernetes_validate(version, [path])
+        assert result.returncode == 0, result.stdout + result.stderr

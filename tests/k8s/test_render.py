@@ -169,13 +169,15 @@ def test_the_gateway_settings_share_one_cluster_kill_switch_and_require_keys(ren
     assert template["metadata"]["annotations"]["triptyque.io/settings-sha256"] == digest
 
 
-def test_the_gateways_may_touch_only_the_kill_switch_configmap(rendered):
+def test_the_gateways_may_change_only_the_kill_switch_configmap(rendered):
     objects = rendered["onprem"]
     role = one(objects, "Role", "triptyque-llm-gateway")
-    assert role["rules"] == [{
+    assert role["rules"][0] == {
         "apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["triptyque-llm-killswitch"],
         "verbs": ["get", "list", "watch", "update", "patch"],
-    }]
+    }
+    # Besides: read back their audit archives by name, and create them (tests/k8s/test_audit_archive.py).
+    assert [rule["verbs"] for rule in role["rules"][1:]] == [["get"], ["create"]]
     binding = one(objects, "RoleBinding", "triptyque-llm-gateway")
     assert binding["subjects"][0]["name"] == pod(objects, "triptyque-llm-gateway")["serviceAccountName"]
     assert pod(objects, "triptyque-llm-engine")["automountServiceAccountToken"] is False
@@ -207,7 +209,7 @@ def test_the_onprem_ingress_has_tls_and_a_source_allowlist(rendered):
     gateway_policy = one(rendered["onprem"], "NetworkPolicy", "triptyque-llm-gateway")
     namespaces = [p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
                   for p in gateway_policy["spec"]["ingress"][0]["from"]]
-    assert namespaces == ["monitoring", "ingress-nginx"]
+    assert namespaces == ["ingress-nginx"]  # Prometheus: on the metrics port only (below)
 
 
 def test_the_cloud_load_balancer_only_lets_in_its_source_ranges(rendered):
@@ -228,10 +230,11 @@ def test_the_prometheus_rule_is_monitoring_s_rule_groups_unchanged(rendered, spe
 
 
 def test_service_monitors_relabel_to_the_job_names_the_rules_select(rendered):
-    for name, job in (("triptyque-llm-gateway", JOB_GATEWAY), ("triptyque-llm-engine", JOB_ENGINE)):
+    for name, job, port in (("triptyque-llm-gateway", JOB_GATEWAY, "metrics"),
+                            ("triptyque-llm-engine", JOB_ENGINE, "http")):
         monitor = one(rendered["cloud"], "ServiceMonitor", name)
         endpoint = monitor["spec"]["endpoints"][0]
-        assert endpoint["path"] == "/metrics" and endpoint["port"] == "http"
+        assert endpoint["path"] == "/metrics" and endpoint["port"] == port
         assert {"targetLabel": "job", "replacement": job, "action": "replace"} in endpoint["relabelings"]
 
 
@@ -550,3 +553,91 @@ def test_plain_http_is_refused_towards_public_networks_unless_the_stack_accepts_
     tls = {"service.beta.kubernetes.io/scw-loadbalancer-certificate-ids": "fr-par/1111"}
     parse_stack_config({"target": "cloud", "exposure": {"loadBalancer": {
         "sourceRanges": ["51.15.0.0/16"], "annotations": tls}}}, "f")
+
+
+def test_metrics_are_never_in_the_public_service_and_have_their_own_cluster_ip_service(rendered):
+    for target, objects in rendered.items():
+        public = one(objects, "Service", "triptyque-llm-gateway")
+        assert [p["name"] for p in public["spec"]["ports"]] == ["http"], target
+        metrics = one(objects, "Service", "triptyque-llm-gateway-metrics")
+        assert metrics["spec"]["type"] == "ClusterIP"
+        assert metrics["spec"]["ports"] == [{"name": "metrics", "port": 9102, "targetPort": "metrics",
+                                             "protocol": "TCP"}]
+        gateway = pod(objects, "triptyque-llm-gateway")["containers"][0]
+        settings = json.loads(one(objects, "ConfigMap", "triptyque-llm-gateway-settings")["data"]["settings.json"])
+        assert settings["metrics_port"] == 9102
+        assert {"name": "metrics", "containerPort": 9102, "protocol": "TCP"} in gateway["ports"]
+        # The ServiceMonitor selects the metrics Service alone (the public one lacks its label).
+        monitor = one(objects, "ServiceMonitor", "triptyque-llm-gateway")
+        selector = monitor["spec"]["selector"]["matchLabels"]
+        assert selector.items() <= metrics["metadata"]["labels"].items()
+        assert not selector.items() <= public["metadata"]["labels"].items()
+
+
+def test_only_the_monitoring_namespace_reaches_the_gateways_metrics_port(rendered):
+    # Each ingress rule admits its `from` peers on its `ports` only; an empty `from` would admit
+    # every source (NetworkPolicyIngressRule, Kubernetes API reference networking/v1).
+    for target, objects in rendered.items():
+        policy = one(objects, "NetworkPolicy", "triptyque-llm-gateway")
+        rules = policy["spec"]["ingress"]
+        metrics_rules = [r for r in rules if {"protocol": "TCP", "port": "metrics"} in r["ports"]]
+        assert len(metrics_rules) == 1, target
+        (rule,) = metrics_rules
+        assert rule["ports"] == [{"protocol": "TCP", "port": "metrics"}]
+        assert rule["from"] == [{
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+        }]
+        api_rules = [r for r in rules if r is not rule]
+        assert all(r["from"] and r["ports"] == [{"protocol": "TCP", "port": "http"}] for r in api_rules)
+        assert all("monitoring" not in json.dumps(r["from"]) for r in api_rules)
+
+
+def test_the_metrics_port_must_not_be_the_api_port(spec_file):
+    config = stack("cloud", spec_file)
+    clash = config.model_copy(update={"gateway": config.gateway.model_copy(update={"metrics_port": 8080})})
+    with pytest.raises(TargetError, match=re.escape("triptyque:gateway.metricsPort is the API port (8080)")):
+        render(spec_for(clash), clash)
+
+
+def _engines(spec_file, replicas: int, **pool: Any) -> Objects:
+    config = stack("cloud", spec_file)
+    scaleway = config.scaleway_or_default
+    config = config.model_copy(update={
+        "engine": config.engine.model_copy(update={"replicas": replicas}),
+        "scaleway": scaleway.model_copy(update={"gpu_pool": scaleway.gpu_pool.model_copy(update=pool)}),
+    })
+    return render(spec_for(config), config)
+
+
+def test_the_engine_scales_to_what_the_gpu_pool_holds_at_its_maximum_and_no_further(spec_file):
+    # The example pool: maxSize 2 of L4-1-24G (one GPU each), one GPU per engine: 2 engines.
+    assert one(_engines(spec_file, 2), "Deployment", "triptyque-llm-engine")["metadata"]["annotations"][
+        "triptyque.io/serving-replicas"] == "2"
+    with pytest.raises(TargetError, match=re.escape(
+            "triptyque:engine.replicas is 3 but the GPU pool holds at most 2 (maxSize 2 x 1 per node)")):
+        _engines(spec_file, 3)
+    # Two GPUs per node (Scaleway's <GPU>-<count>-<memory>G names): two engines a node.
+    _engines(spec_file, 4, node_type="L4-2-24G")
+    with pytest.raises(TargetError, match=re.escape("holds at most 4 (maxSize 2 x 2 per node)")):
+        _engines(spec_file, 5, node_type="L4-2-24G")
+
+
+def test_several_engines_each_get_their_own_read_write_once_cache(spec_file):
+    # Scaleway's block storage (Kapsule's volumes) attaches to one node at a time: ReadWriteOnce
+    # only, so replicas cannot share one claim. A generic ephemeral volume gives each pod its own
+    # (https://kubernetes.io/docs/concepts/storage/ephemeral-volumes/#generic-ephemeral-volumes).
+    objects = _engines(spec_file, 2)
+    assert not [o for o in objects if o["kind"] == "PersistentVolumeClaim"]
+    deployment = one(objects, "Deployment", "triptyque-llm-engine")
+    assert "replicas" not in deployment["spec"]  # the kill switch's, as with one engine
+    assert deployment["spec"]["strategy"] == {"type": "RollingUpdate",
+                                              "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}
+    (cache,) = [v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == "cache"]
+    claim = cache["ephemeral"]["volumeClaimTemplate"]["spec"]
+    assert claim["accessModes"] == ["ReadWriteOnce"] and claim["resources"]["requests"]["storage"]
+    # One engine keeps its named claim across restarts and hard kills.
+    single = stack("cloud", spec_file)
+    objects = render(spec_for(single), single)
+    assert one(objects, "PersistentVolumeClaim", "triptyque-llm-model-cache")
+    assert one(objects, "Deployment", "triptyque-llm-engine")["spec"]["strategy"] == {"type": "Recreate"}

@@ -380,3 +380,22 @@ def test_a_gateway_that_cannot_be_reached_is_reported_unreachable_with_why(spec_
     report = cluster._probe(pod, 8080, time.perf_counter())
     assert report.reachable is False and "pods/exec is forbidden" in report.detail
     assert report.extra == {"node": "n1", "pod_ready": True}
+
+
+@pytest.mark.anyio
+async def test_resume_after_a_hard_kill_restores_the_stack_s_engine_replicas(
+    fake_api: FakeApiServer, connection: Any, spec_file: Path, tmp_path: Path
+):
+    fake_api.scales["triptyque-llm-engine"] = 2
+    kubeconfig = kube.from_kubeconfig("fake", str(_kubeconfig(tmp_path / "kubeconfig", fake_api.url)))
+    target = KubernetesTarget("onprem", load_spec(spec_file, "onprem"), state_root=tmp_path, root=REPO,
+                              configuration=kubeconfig)
+    target.config = target.config.model_copy(update={"engine": target.config.engine.model_copy(
+        update={"replicas": 2})})
+    async with gateways(connection, 1) as urls:
+        fake_api.pods["triptyque-llm-gateway-0"] = urls[0]
+        target.cluster().exec_in_pod = _exec_in_process(fake_api)
+        *_, engine = await anyio.to_thread.run_sync(lambda: target.kill("jane", "incident 43", hard=True))
+        assert fake_api.scales["triptyque-llm-engine"] == 0 and engine.detail == "engine replicas 2 -> 0"
+        *_, engine = await anyio.to_thread.run_sync(lambda: target.resume("jane", "fixed"))
+        assert fake_api.scales["triptyque-llm-engine"] == 2 and engine.detail == "engine replicas 0 -> 2"

@@ -45,11 +45,15 @@ class TriptyqueMocks(pulumi.runtime.Mocks):
 # Resource options never reach Mocks.new_resource; the custom timeouts Pulumi would send
 # to the engine are kept here, by URN, from the registration request itself.
 TIMEOUTS: dict[str, dict[str, str]] = {}
+# Likewise the fields Pulumi is told to leave alone after creation, by URN.
+IGNORED: dict[str, list[str]] = {}
 _register_resource: Callable[[Any, Any], Any] = pulumi.runtime.mocks.MockMonitor.RegisterResource
 
 
 def _register_keeping_timeouts(self: Any, request: Any) -> Any:
     response = _register_resource(self, request)
+    if request.ignoreChanges:
+        IGNORED[response.urn] = list(request.ignoreChanges)
     if request.HasField("customTimeouts"):
         timeouts = request.customTimeouts
         TIMEOUTS[response.urn] = {"create": timeouts.create, "update": timeouts.update,
@@ -106,6 +110,7 @@ def _run(program: Callable[[], Any]) -> Ran:
     asyncio.set_event_loop(PULUMI_LOOP)
     MOCKS.registered.clear()
     TIMEOUTS.clear()
+    IGNORED.clear()
     _monitor_resources().clear()
     pulumi.runtime.test(program)()  # type: ignore[no-untyped-call]
     by_urn = _monitor_resources()

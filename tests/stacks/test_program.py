@@ -120,6 +120,8 @@ def test_the_cloud_vm_flavour_exports_an_inventory_of_its_gpu_instances(stacks):
     assert list(hosts) == ["triptyque-llm-gpu-0"]
     assert hosts["triptyque-llm-gpu-0"]["ansible_host"].startswith("51.15.0.")
     assert hosts["triptyque-llm-gpu-0"]["triptyque_engine_device"] == "gpu"
+    # GPU OS 12 is Ubuntu 24.04: the edge bundle then carries a part from noble's archive.
+    assert hosts["triptyque-llm-gpu-0"]["triptyque_platform"] == "ubuntu-24.04-amd64"
     assert inventory["edge"]["vars"] == {"ansible_user": "root"}
     assert servers[0].props["ipId"] == "gpu-ip-0-id"
     group = vm.of_type("scaleway:instance/securityGroup:SecurityGroup")[0]
@@ -170,7 +172,8 @@ def test_the_entry_point_pulumi_runs_reads_the_config_builds_and_exports(test_sp
 
 
 def test_the_edge_target_reads_the_cloud_vm_inventory_as_its_own(stacks, tmp_path):
-    from triptyque.edge.inventory import read_inventory
+    from triptyque.edge.bundle import PartSpec
+    from triptyque.edge.inventory import parts_needed, read_inventory
 
     path = tmp_path / "inventory.yml"
     path.write_text(stacks["cloud-vm"].outputs["inventory"])
@@ -178,6 +181,9 @@ def test_the_edge_target_reads_the_cloud_vm_inventory_as_its_own(stacks, tmp_pat
     nodes = read_inventory(path, 8080, ansible_inventory=str(tool))
     assert [n.name for n in nodes] == ["triptyque-llm-gpu-0"]
     assert nodes[0].gateway_url == f"http://{nodes[0].address}:8080"
+    # Whatever the controller runs, the bundle gets a part for the image's Ubuntu 24.04 / Python 3.12.
+    assert parts_needed(nodes, "gpu", controller=("debian-12-amd64", "3.11")) == (
+        PartSpec("ubuntu-24.04-amd64", "3.12", "gpu"),)
 
 
 def test_pulumi_waits_for_the_engine_as_long_as_its_startup_budget_allows(stacks, test_spec):
@@ -237,3 +243,17 @@ def test_kapsule_s_api_server_answers_only_the_operators_and_the_nodes_have_no_p
         update={"api_source_ranges": None})})
     with pytest.raises(pulumi.RunError, match="apiSourceRanges"):
         run_stack(open_api)
+
+
+def test_pulumi_creates_the_engine_with_the_stack_s_replicas_then_leaves_them_to_the_kill_switch(test_spec):
+    # ignoreChanges: the property is set on create and never diffed after
+    # (https://www.pulumi.com/docs/iac/concepts/options/ignorechanges/), so a hard kill's 0 stays.
+    from tests.stacks.conftest import IGNORED
+
+    config = example("cloud", test_spec)
+    ran = run_stack(config.model_copy(update={"engine": config.engine.model_copy(update={"replicas": 2})}))
+    engine = ran.one("kubernetes:apps/v1:Deployment", "triptyque-llm-engine")
+    assert engine.props["spec"]["replicas"] == 2
+    assert IGNORED[engine.urn] == ["spec.replicas"]
+    gateway = ran.one("kubernetes:apps/v1:Deployment", "triptyque-llm-gateway")
+    assert gateway.urn not in IGNORED

@@ -4,8 +4,14 @@ This is not Kubernetes. It speaks, over real HTTP on 127.0.0.1, the requests
 triptyque sends through the official ``kubernetes`` client (whose models refuse
 objects a real API server would never send), with the semantics they rely on:
 
-- ConfigMaps: GET and PUT one object, with resourceVersion preconditions (409 on a
-  stale version) and a bearer token (401) and per-name authorisation (403);
+- ConfigMaps: GET, PUT and create (POST, 409 AlreadyExists) one object, with
+  resourceVersion preconditions (409 on a stale version), a bearer token (401) and
+  per-name authorisation (403; create cannot be limited by name in RBAC, so it is
+  allowed unless ``refuse_create``); the API server's own validation of a ConfigMap:
+  at most 1 MiB of data values in all (``ValidateConfigMap`` sums ``len(value)`` over
+  data and binaryData and refuses more than ``MaxSecretSize``, 1048576, with 422
+  Invalid: kubernetes/kubernetes pkg/apis/core/validation/validation.go), and no data
+  change once ``immutable`` is set (``ValidateConfigMapUpdate``, 422);
 - list and watch with a ``metadata.name`` field selector, streaming ADDED, MODIFIED,
   DELETED and ERROR (410 Gone) events as JSON lines; a watch from a resourceVersion
   first replays the events after it, as the real one does;
@@ -20,6 +26,7 @@ behaviour, not a real API server's.
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
 import json
 import threading
@@ -36,11 +43,22 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 TOKEN = "fake-token-for-tests"
+# core.MaxSecretSize: the most data a ConfigMap (or a Secret) may hold.
+MAX_CONFIGMAP_BYTES = 1024 * 1024
 
 
 def _status(code: int, reason: str, message: str) -> JSONResponse:
     return JSONResponse({"kind": "Status", "apiVersion": "v1", "status": "Failure",
                          "reason": reason, "message": message, "code": code}, status_code=code)
+
+
+def _invalid(name: str, body: dict[str, Any]) -> Response | None:
+    size = sum(len(value.encode()) for value in (body.get("data") or {}).values())
+    size += sum(len(base64.b64decode(value)) for value in (body.get("binaryData") or {}).values())
+    if size > MAX_CONFIGMAP_BYTES:
+        return _status(422, "Invalid", f'ConfigMap "{name}" is invalid: []: Too long: must have at most '
+                       f"{MAX_CONFIGMAP_BYTES} bytes")
+    return None
 
 
 @dataclass
@@ -51,6 +69,7 @@ class FakeApiServer:
     scales: dict[str, int] = field(default_factory=dict)
     pods: dict[str, str] = field(default_factory=dict)  # pod name -> base URL it is served at
     conflicts_to_inject: int = 0
+    refuse_create: bool = False
     gone_to_inject: int = 0
     requests: list[tuple[str, str]] = field(default_factory=list)
     url: str = ""
@@ -130,7 +149,31 @@ class FakeApiServer:
             if body["metadata"].get("resourceVersion") != current["metadata"]["resourceVersion"]:
                 return _status(409, "Conflict", "the object has been modified; please apply your "
                                "changes to the latest version and try again")
+            invalid = _invalid(name, body)
+            if invalid is None and current.get("immutable") and (
+                    body.get("data") != current.get("data") or not body.get("immutable")):
+                invalid = _status(422, "Invalid", f'ConfigMap "{name}" is invalid: data: Forbidden: '
+                                  "field is immutable when `immutable` is set")
+            if invalid is not None:
+                return invalid
             return JSONResponse(self._store(name, body, "MODIFIED"))
+
+    async def _create(self, request: Request) -> Response:
+        body = await request.json()
+        name = body["metadata"]["name"]
+        refused = self._authorised(request)
+        if refused is not None:
+            return refused
+        if self.refuse_create:
+            return _status(403, "Forbidden", 'configmaps is forbidden: cannot create resource "configmaps"')
+        invalid = _invalid(name, body)
+        if invalid is not None:
+            return invalid
+        with self._lock:
+            if name in self.configmaps:
+                return _status(409, "AlreadyExists", f'configmaps "{name}" already exists')
+            body["metadata"]["namespace"] = self.namespace
+            return JSONResponse(self._store(name, body, "ADDED"), status_code=201)
 
     async def _configmaps(self, request: Request) -> Response:
         selector = request.query_params.get("fieldSelector", "")
@@ -227,6 +270,7 @@ class FakeApiServer:
         return Starlette(routes=[
             Route(ns + "/configmaps/{name}", self._configmap, methods=["GET", "PUT"]),
             Route(ns + "/configmaps", self._configmaps, methods=["GET"]),
+            Route(ns + "/configmaps", self._create, methods=["POST"]),
             Route("/apis/apps/v1/namespaces/{ns}/deployments/{name}/scale", self._scale,
                   methods=["GET", "PATCH"]),
             Route(ns + "/pods", self._pods, methods=["GET"]),

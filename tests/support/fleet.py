@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -34,6 +33,7 @@ from pathlib import Path
 import psutil
 import yaml
 
+from triptyque.rootfs import RootfsError, debootstrap_once
 from triptyque.wait import WaitTimeout, wait_until
 
 DEBIAN_SUITE = "bookworm"
@@ -77,29 +77,42 @@ def ensure_host_packages() -> list[str]:
     return missing
 
 
-def base_image(cache_dir: Path) -> Path:
+# Other distributions a node may run (``Fleet(distribution=...)``): the suite, and the
+# triptyque platform whose archive and verified keyring debootstrap then uses.
+SUITES = {DEBIAN_SUITE: None, "noble": "ubuntu-24.04"}
+
+
+def _debootstrap_source(suite: str, cache_dir: Path) -> tuple[str, list[str], list[str]]:
+    """The mirror and extra debootstrap arguments for ``suite``: Debian's from this machine's
+    keyring; another distribution's with its keyring checked against the SHA-256 pinned in
+    triptyque.edge.platforms, and the script of its family when this debootstrap predates it
+    (all Ubuntu releases since 7.10 use the ``gutsy`` script)."""
+    if suite not in SUITES:
+        raise FleetError(f"no fleet base for {suite!r}: use one of {', '.join(SUITES)}")
+    release = SUITES[suite]
+    if release is None:
+        return DEBIAN_MIRROR, [], []
+    from triptyque.edge.platforms import DISTRIBUTIONS, verified_keyring
+
+    distribution = DISTRIBUTIONS[release]
+    keyring = verified_keyring(distribution, "amd64", cache_dir)
+    script = Path("/usr/share/debootstrap/scripts") / suite
+    return (distribution.mirror("amd64"), [f"--keyring={keyring}"],
+            [] if script.exists() else [str(script.with_name("gutsy"))])
+
+
+def base_image(cache_dir: Path, suite: str = DEBIAN_SUITE) -> Path:
     """The debootstrapped root filesystem, built once and reused while its recipe holds."""
     packages = sorted({*BASE_PACKAGES, FIREWALL_PACKAGE})
-    recipe = json.dumps([DEBIAN_SUITE, DEBIAN_MIRROR, packages, 1])
+    mirror, options, script = _debootstrap_source(suite, cache_dir)
+    recipe = json.dumps([suite, mirror, packages, 1])
     key = hashlib.sha256(recipe.encode()).hexdigest()[:12]
-    home = cache_dir / "fleet" / f"base-{DEBIAN_SUITE}-{key}"
-    rootfs = home / "rootfs"
-    if (home / "complete").exists():
-        return rootfs
-    home.mkdir(parents=True, exist_ok=True)
-    with open(home / "lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if (home / "complete").exists():
-            return rootfs
-        staging = home / "rootfs.partial"
-        shutil.rmtree(staging, ignore_errors=True)
-        _run("debootstrap", "--variant=minbase", f"--include={','.join(packages)}",
-             DEBIAN_SUITE, str(staging), DEBIAN_MIRROR, timeout=900)
-        _prepare_base(staging)
-        shutil.rmtree(rootfs, ignore_errors=True)
-        staging.rename(rootfs)
-        (home / "complete").write_text(recipe)
-    return rootfs
+    home = cache_dir / "fleet" / f"base-{suite}-{key}"
+    try:
+        return debootstrap_once(home, suite=suite, mirror=mirror, packages=packages, options=options,
+                                script=script, recipe=recipe, prepare=_prepare_base, timeout=900)
+    except RootfsError as exc:
+        raise FleetError(str(exc)) from None
 
 
 def _prepare_base(rootfs: Path) -> None:
@@ -143,8 +156,9 @@ class Fleet:
     """``with Fleet(2) as fleet:`` boots two nodes and removes every trace on exit."""
 
     def __init__(self, size: int, *, cache_dir: Path, boot_timeout: float = 60.0,
-                 firewalled: tuple[int, ...] = ()) -> None:
+                 firewalled: tuple[int, ...] = (), distribution: str = DEBIAN_SUITE) -> None:
         self.size = size
+        self.distribution = distribution  # the nodes' suite: bookworm, or noble (Ubuntu 24.04)
         self.firewalled = firewalled
         self.cache_dir = cache_dir
         self.boot_timeout = boot_timeout
@@ -169,7 +183,7 @@ class Fleet:
             raise FleetError("the test fleet needs root (namespaces, mounts, systemd-nspawn)")
         ensure_host_packages()
         reap_stale()
-        base = base_image(self.cache_dir)
+        base = base_image(self.cache_dir, self.distribution)
         self.run_dir.mkdir(parents=True)
         atexit.register(self.stop)
         self._save()
@@ -301,10 +315,16 @@ class Fleet:
         return result
 
     def write_inventory(self, path: Path, group: str = "edge",
-                        host_vars: dict[str, dict[str, object]] | None = None) -> Path:
+                        host_vars: dict[str, dict[str, object]] | None = None, *,
+                        engine: str | None = None,
+                        group_vars: dict[str, object] | None = None) -> Path:
+        """``engine="fake"`` is the scale-test node profile (triptyque_engine_device: the real
+        gateway and units in front of bench/fake_engine.py, no vLLM wheels in the bundle)."""
         common = " ".join(f"'{a}'" if " " in a else a for a in self.ssh_args()[2:])
+        profile = {"triptyque_engine_device": engine} if engine else {}
         hosts = {
-            node.name: {"ansible_host": node.address, **(host_vars or {}).get(node.name, {})}
+            node.name: {"ansible_host": node.address, **profile,
+                        **(host_vars or {}).get(node.name, {})}
             for node in self.nodes
         }
         inventory = {group: {
@@ -314,10 +334,45 @@ class Fleet:
                 "ansible_ssh_private_key_file": str(self.key),
                 "ansible_ssh_common_args": common,
                 "ansible_python_interpreter": "/usr/bin/python3",
+                **(group_vars or {}),
             },
         }}
         path.write_text(yaml.safe_dump(inventory, sort_keys=False))
         return path
+
+
+    def disconnect(self, name: str) -> None:
+        """Take a node off the network, as a site that went offline: it keeps running until
+        ``reconnect``. The node's end of the veth goes down, not the host's: the host keeps its
+        route to the node's subnet (on a link without carrier), so connections to the node fail
+        here instead of leaving this machine by its default route."""
+        node = self.node(name)
+        _run("ip", "-n", node.netns, "link", "set", "host0", "down")
+
+    def reconnect(self, name: str) -> None:
+        node = self.node(name)
+        _run("ip", "-n", node.netns, "link", "set", "host0", "up")
+        # The node's connected route returns with the link; SSH answers again.
+        self._wait_for_ssh(node)
+
+    def node(self, name: str) -> Node:
+        found = [n for n in self.nodes if n.name == name]
+        if not found:
+            raise FleetError(f"no node {name!r} in fleet {self.run_id}")
+        return found[0]
+
+    def memory(self, name: str) -> int:
+        """Bytes the node's processes hold (proportional set size: shared pages split between
+        the processes that map them), systemd-nspawn included."""
+        try:
+            root = psutil.Process(self.node(name).pid)
+            total = 0
+            for process in [root, *root.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error):
+                    total += process.memory_full_info().pss
+            return total
+        except psutil.Error:
+            return 0
 
 
 def _free_octets(count: int) -> list[int]:

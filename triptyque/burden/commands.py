@@ -71,7 +71,10 @@ def build_report(*, scenario_path: Path, out_dir: Path, ledger: Ledger, figures_
     deployment = read_cloud_deployment(root)
     inputs = {"scenario": fingerprint(scenario_path), "figures": fingerprint(figures_path),
               "skills": fingerprint(skills_path), "cloud_stack": fingerprint(Path(deployment.source)),
-              "dependencies": fingerprint(root / "burden" / "dependencies.yaml")}
+              "dependencies": fingerprint(root / "burden" / "dependencies.yaml"),
+              "staffing": fingerprint(root / "burden" / "staffing.yaml")}
+    if (root / "burden" / "edge-scale.json").is_file():
+        inputs["edge_scale"] = fingerprint(root / "burden" / "edge-scale.json")
     if spec_path is not None:
         inputs["spec"] = fingerprint(spec_path)
     provenance = {"spec_hash": spec.spec_hash() if spec else None, "inputs": inputs}

@@ -15,10 +15,11 @@ from typing import Any
 import yaml
 
 from triptyque import __version__
-from triptyque.burden import decision
+from triptyque.burden import decision, staffing
 from triptyque.burden import tco as tco_model
 from triptyque.burden.dependencies import Dependency, dependency_map, load_dependencies
 from triptyque.burden.deployed import CloudDeployment, read_cloud_deployment
+from triptyque.burden.edge_scale import SCALE_FILE, EdgeScale, load_scale
 from triptyque.burden.errors import BurdenError
 from triptyque.burden.evidence import Evidence
 from triptyque.burden.exit import DESTINATION, ExitCost, exit_cost
@@ -29,7 +30,8 @@ from triptyque.burden.scenario import Option, Scenario, model_class_mismatch
 from triptyque.burden.scorecard import Scorecard, scorecard
 from triptyque.burden.slo import Continuity, continuity
 from triptyque.burden.static import Skills, TargetBurden, scan
-from triptyque.burden.tco import TOIL, OptionCost
+from triptyque.burden.tco import TOIL, OptionCost, Unserved
+from triptyque.burden.upgrades import Upgrades, upgrades
 
 TARGETS = ("local", "edge", "onprem", "cloud")
 DEPENDENCIES = Path("burden/dependencies.yaml")
@@ -116,6 +118,8 @@ class Comparison:
     continuity: dict[Option, Continuity] = field(default_factory=dict)
 
     people: dict[Option, dict[str, Any]] = field(default_factory=dict)
+    staffing: dict[str, Any] = field(default_factory=dict)
+    fleet: dict[str, Any] = field(default_factory=dict)
 
     @property
     def figures_path(self) -> str:
@@ -133,6 +137,8 @@ class Comparison:
             "dependencies": {o: [d.as_dict() for d in ds] for o, ds in self.dependencies.items()},
             "continuity": {o: c.as_dict() for o, c in self.continuity.items()},
             "people": self.people,
+            "staffing": self.staffing,
+            "edge_fleet": self.fleet,
             "tco": {o: c.as_dict() for o, c in self.costs.items()},
             "static_burden": self.burden_views,
             "drills": {t: {d: v.as_dict() for d, v in views.items()} for t, views in self.drills.items()},
@@ -217,45 +223,106 @@ def lens_verdicts(s: Scenario, costs: dict[Option, OptionCost], exits: dict[Opti
 DOMAIN = {"sre": "infra and ops", "mlops": "AI-specific", "support": "user support and integration"}
 
 
-def people_view(s: Scenario, figures: Figures, costs: dict[Option, OptionCost]) -> dict[Option, dict[str, Any]]:
-    """FTE per skill domain of each option as a range, and what drives it.
+def people_view(s: Scenario, figures: Figures, costs: dict[Option, OptionCost],
+                bounded: dict[Option, staffing.Bounded] | None = None,
+                upkeep: dict[Option, Upgrades | None] | None = None) -> dict[Option, dict[str, Any]]:
+    """FTE per skill domain of each option as a range, the source documents' level behind it, what drives it.
 
-    The estimate comes from hours figures of confidence L: +-35 % (decision.SPREAD); a figure the scenario
+    With ``bounded`` (``staffing.bound``), each domain's range is the documents' band widened by the
+    drivers; without, the estimate's own +-35 % (hours figures of confidence L). A figure the scenario
     gives (people.fte) or measured toil is shown as it is."""
     spread = decision.SPREAD["L"]
     out: dict[Option, dict[str, Any]] = {}
     for option, cost in costs.items():
         exact = option in s.people.fte
+        b = (bounded or {}).get(option)
+        oncall = figures.value("people.oncall_24x7_fte") if s.people.on_call_24x7 and option != "buy" else 0.0
         domains = {}
         for role, fte in cost.fte.items():
             if role.startswith(TOIL):
                 domains[f"infra and ops, measured ({role.removeprefix(TOIL)})"] = [fte, fte, fte]
                 continue
-            k = 0.0 if exact else spread
-            domains[DOMAIN.get(role, role)] = [fte * (1 - k), fte, fte * (1 + k)]
-        out[option] = {"fte": domains, "drivers": tco_model.scale_drivers(option, s, figures)}
+            if exact:
+                domains[DOMAIN.get(role, role)] = [fte, fte, fte]
+            elif b is not None and role in b.point:
+                extra = oncall if role == "sre" else 0.0
+                domains[DOMAIN.get(role, role)] = [b.low[role] + extra, fte, b.high[role] + extra]
+            else:
+                domains[DOMAIN.get(role, role)] = [fte * (1 - spread), fte, fte * (1 + spread)]
+        drivers = tco_model.scale_drivers(option, s, figures)
+        found = (upkeep or {}).get(option)
+        if found is not None:
+            drivers.insert(0, found.text())
+        levels = {}
+        if b is not None and not exact:
+            drivers += staffing.describe(option, b)
+            levels = {DOMAIN.get(r, r): band.as_dict() for r, band in b.bands.items()}
+        out[option] = {"fte": domains, "drivers": drivers, "levels": levels,
+                       "upgrades": found.as_dict() if found is not None else None}
     return out
-
-
-TOIL_DRILLS = {"edge": ("upgrade", "ops.upgrades_per_year")}
 
 
 def measured_toil(drills: dict[str, dict[str, DrillView]], figures: Figures) -> dict[str, dict[str, float]]:
-    """FTE an operation measured by a drill takes a year: its duration x its yearly frequency.
+    """FTE a measured edge upgrade drill takes a year: its duration x ``ops.upgrades_per_year``, as a ``toil:`` key
+    naming its ledger entry (only measured drills count; an edge upgrade is a rollout the SRE runs and watches)."""
+    found = upgrades("edge", figures, ledger=ledger_upgrade(drills))
+    toil = found.toil(figures.value("people.hours_per_fte_year")) if found is not None else {}
+    return {"edge": toil} if toil else {}
 
-    Only measured drills count (a ledger entry, cited in the line's name); an edge upgrade is a
-    rollout the SRE runs and watches from start to end.
-    """
-    out: dict[str, dict[str, float]] = {}
-    per_fte = figures.value("people.hours_per_fte_year")
-    for option, (drill, frequency) in TOIL_DRILLS.items():
-        view = drills.get(option, {}).get(drill)
-        if view is None or not view.measured or not view.phases:
+
+def ledger_upgrade(drills: dict[str, dict[str, DrillView]]) -> tuple[float, str] | None:
+    """A measured edge upgrade drill: seconds from its start to its last phase, and its ledger ref."""
+    view = drills.get("edge", {}).get("upgrade")
+    if view is None or not view.measured or not view.phases:
+        return None
+    return max(float(p.get("at", 0.0)) for p in view.phases.values()), view.source
+
+
+def fleet_size(option: Option, s: Scenario, figures: Figures, deployment: CloudDeployment) -> tuple[int, int]:
+    """(edge nodes, engine replicas) the scenario needs on ``option``; (0, 0) when it cannot serve the model."""
+    if option not in s.compared:
+        return 0, 0
+    try:
+        cost = tco_model.price(option, s, Figures(dict(figures.items)), {}, deployment)
+    except Unserved:
+        return 0, 0
+    return int(cost.sizing.get("devices", 0)), int(cost.sizing.get("replicas", 0))
+
+
+def fleet_view(scale: EdgeScale | None, nodes: int, scale_path: str) -> dict[str, Any]:
+    """The edge scale model's times for the scenario's fleet, each measured or modelled with its error."""
+    if scale is None:
+        return {"scale_file": None, "nodes": nodes,
+                "note": f"No edge scale model ({scale_path}): edge operating times use today's figures "
+                        "(edge.sre_hours_per_site_year for rollouts, the measured or modelled drills for the rest); "
+                        "run the edge scale bench to write it."}
+    operations: dict[str, Any] = {}
+    for operation in ("converge", "idempotent", "upgrade", "kill", "resume"):
+        try:
+            p = scale.predict(operation, nodes)
+        except (KeyError, ValueError):
             continue
-        seconds = max(float(p.get("at", 0.0)) for p in view.phases.values())  # start to the last phase
-        hours = seconds / 3600 * figures.value(frequency)
-        out[option] = {f"{TOIL}{drill} x {figures.value(frequency):g}/year, {view.source}": hours / per_fte}
-    return out
+        operations[operation] = {"seconds": p.seconds, "low": p.low, "high": p.high, "kind": p.kind,
+                                 "relative_error": p.relative_error, "text": scale.describe(operation, nodes)}
+    return {"scale_file": scale.citation, "nodes": nodes, "operations": operations}
+
+
+def fleet_kill(scale: EdgeScale | None, drills: dict[str, dict[str, DrillView]],
+               nodes: int) -> tuple[float, str] | None:
+    """How long the kill switch takes to reach every edge node: the scale model's ``kill`` for the scenario's
+    fleet (measured at that size or modelled with its error), else the measured kill drill on its own fleet."""
+    if scale is not None and nodes:
+        try:
+            p = scale.predict("kill", nodes)
+        except (KeyError, ValueError):
+            p = None
+        if p is not None:
+            return p.seconds, scale.describe("kill", nodes)
+    soft = drills.get("edge", {}).get("kill-soft")
+    if soft is not None and soft.measured and "time_to_refuse_all_seconds" in soft.metrics:
+        seconds = soft.metrics["time_to_refuse_all_seconds"]
+        return seconds, f"{seconds:,.1f} s measured on the fleet the drill ran on ({soft.source}); no scale model"
+    return None
 
 
 def _local_engine_start(local: dict[str, DrillView]) -> tuple[float, str] | None:
@@ -274,18 +341,35 @@ def compare(
     scenario: Scenario, figures: Figures, skills: Skills, *, root: Path, ledger: Ledger, scenario_path: Path,
     spec_version: str | None, rendered: Path | None = None, provenance: dict[str, Any] | None = None,
     deployment: CloudDeployment | None = None, dependencies_path: Path | None = None,
+    staffing_path: Path | None = None, scale_path: Path | None = None,
 ) -> Comparison:
     burdens = scan(root, spec_version=spec_version, rendered=rendered)
     deployment = deployment or read_cloud_deployment(root)
     self_run: tuple[Option, ...] = ("edge", "onprem", "cloud")
     extra: dict[str, dict[str, float]] = {o: tco_model.scale_hours(o, scenario, figures) for o in self_run}
-    fte: dict[str, dict[str, float]] = {o: burdens[o].fte(skills, figures, extra[o]) for o in self_run}
     revision = git_revision(root)
     ledger_use = LedgerUse()
     drills = collect_drills(ledger, figures, root, spec_hash=(provenance or {}).get("spec_hash"),
                             revision=revision, use=ledger_use)
-    for option, toil in measured_toil(drills, figures).items():
-        fte[option] |= toil
+    scale_file = scale_path or root / SCALE_FILE
+    scale = load_scale(scale_file, str(SCALE_FILE) if scale_path is None else scale_file.name)
+    sizes = {o: fleet_size(o, scenario, figures, deployment) for o in self_run}
+    upkeep: dict[Option, Upgrades | None] = {
+        o: upgrades(o, figures, nodes=sizes[o][0], replicas=sizes[o][1], scale=scale,
+                    ledger=ledger_upgrade(drills) if o == "edge" else None) for o in self_run}
+    per_fte = figures.value("people.hours_per_fte_year")
+    fte: dict[str, dict[str, float]] = {}
+    for option in self_run:
+        found = upkeep[option]
+        if found is not None:
+            extra[option]["sre"] = extra[option].get("sre", 0.0) + found.estimate_hours
+        fte[option] = burdens[option].fte(skills, figures, extra[option]) | (found.toil(per_fte) if found else {})
+    fte["buy"] = {"mlops": figures.value("buy.fte")}
+    mapping = staffing.load_staffing(staffing_path or root / staffing.STAFFING_FILE)
+    bounded = {o: staffing.bound(o, fte[o], mapping, figures, scenario.edge.sites) for o in (*self_run, "buy")}
+    for option, b in bounded.items():
+        fte[option] = b.point
+    fleet = fleet_view(scale, sizes["edge"][0], str(SCALE_FILE))
     unserved: dict[Option, str] = {}
     costs = tco_model.compute(scenario, figures, fte, deployment, unserved)
     if not costs:
@@ -311,7 +395,8 @@ def compare(
            else "no SLA (Kapsule shared)")
     slos = {o: continuity(o, scenario, figures, cost, slo=deployment.slo_availability,
                           cloud_repair_seconds=scale_out.metrics.get("time_to_serve_seconds") if scale_out else None,
-                          cloud_control_plane_sla=sla) for o, cost in costs.items()}
+                          cloud_control_plane_sla=sla, fleet_kill=fleet_kill(scale, drills, sizes["edge"][0]))
+            for o, cost in costs.items()}
     known = {f"{d}.{name}" for d, domain in skills.domains.items() for name in domain["skills"]}
     unknown = sorted(set(scenario.people.skills or []) - known)
     if unknown:
@@ -349,6 +434,12 @@ def compare(
     if not any(v.measured for v in drills["edge"].values()):
         notes.append("No edge drill in the ledger: edge figures are modelled; run "
                      "`triptyque drill edge all --inventory FILE` against a fleet.")
+    if "edge" in costs:
+        if scale is None:
+            notes.append(fleet["note"])
+        else:
+            notes += [f"edge fleet of {fleet['nodes']} node(s), {name}: {op['text']}."
+                      for name, op in fleet["operations"].items()]
     notes.append("onprem and cloud drills are modelled from sourced figures: no Kubernetes cluster is "
                  "reachable here.")
     for option, cost in costs.items():
@@ -359,7 +450,10 @@ def compare(
             notes.append(f"{option}: the stated GPU utilisation ({util:.1%}) differs from what the traffic implies "
                          f"({implied:.1%}); power uses the stated one.")
     people = {o: tco_model.people_fte(scenario, figures, o, fte.get(o)) for o in scenario.compared}
-    verdict = decision.decide(scenario, figures, people, deployment, costs)
+    people_bounds = {o: (tco_model.people_fte(scenario, figures, o, bounded[o].low),
+                         tco_model.people_fte(scenario, figures, o, bounded[o].high))
+                     for o in scenario.compared if o in bounded}
+    verdict = decision.decide(scenario, figures, people, deployment, costs, people_bounds)
     if verdict is not None:
         meets = [o for o, c in slos.items() if c.meets]
         misses = [o for o, c in slos.items() if c.meets is False]
@@ -374,4 +468,7 @@ def compare(
         datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"), revision,
         str(scenario_path), scenario, costs, burdens, views, drills, exits, cards, figures, str(ledger.path), notes,
         unserved, deployment, {"version": __version__, **(provenance or {}), "ledger": ledger_use.as_dict()},
-        verdict, ledger_use, depends, slos, people_view(scenario, figures, costs))
+        verdict, ledger_use, depends, slos, people_view(scenario, figures, costs, bounded, upkeep),
+        {"document": mapping.document, "levels": staffing.level_bands(figures, scenario.edge.sites),
+         "per_option": {o: b.as_dict() for o, b in bounded.items() if o in costs}},
+        fleet)

@@ -5,12 +5,14 @@ Pure functions over ``tco.price``; nothing here reads a file.
 Ranges: each figure an option uses gets a low and a high value from its confidence
 (H +-5 %, M +-15 %, L +-35 %, kept within its unit's range); definitions (hours in a
 month, GPUs per server or node, GPU memory, rack height) are held. The option is
-re-priced with one figure at a time at its low and at its high value. The FTE estimate
-of a self-run option (hours figures of confidence L) moves as one L figure, unless the
-scenario gives its own FTE (``people.fte``). The total's range adds every change that
-lowers it (low) and every change that raises it (high), so it always contains the point
-estimate (a worst case that assumes no figure offsets another). The same one-at-a-time
-swings, largest first, are the sensitivity (tornado).
+re-priced with one figure at a time at its low and at its high value. The FTE moves
+between the low and the high end of each skill domain's staffing band (the source
+documents' level, ``staffing.py``) when the caller gives them, else (a self-run option) as
+one L figure, +-35 %; never when the scenario gives its own FTE (``people.fte``). The
+total's range adds every change that lowers it (low) and every change that raises it
+(high), so it always contains the point estimate (a worst case that assumes no figure
+offsets another). The same one-at-a-time swings, largest first, are the sensitivity
+(tornado).
 
 Break-even: the monthly token volume at which a self-run option's economic TCO equals
 the managed API's, input and output scaled together from the scenario's mix; found on
@@ -96,7 +98,8 @@ def _total(option: Option, s: Scenario, figures: Figures, people: dict[str, floa
 
 
 def swings(option: Option, cost: OptionCost, s: Scenario, figures: Figures, people: dict[str, float],
-           deployment: CloudDeployment) -> list[Swing]:
+           deployment: CloudDeployment,
+           people_bounds: tuple[dict[str, float], dict[str, float]] | None = None) -> list[Swing]:
     used = sorted({i for item in cost.items for i in item.figures})
     out = []
     for figure_id in used:
@@ -106,7 +109,17 @@ def swings(option: Option, cost: OptionCost, s: Scenario, figures: Figures, peop
         at_low = _total(option, s, figures.with_values({figure_id: low}), people, deployment)
         at_high = _total(option, s, figures.with_values({figure_id: high}), people, deployment)
         out.append(Swing(figure_id, low, high, at_low, at_high))
-    if people and option != "buy" and option not in s.people.fte:
+    if people_bounds is not None and option not in s.people.fte:
+        # The FTE at the low and the high end of each domain's band (the source documents' level, widened by
+        # the drivers; staffing.py), measured toil and on-call held: factors shown against the point's total.
+        fewest, most = people_bounds
+        point = sum(people.values())
+        at_low = _total(option, s, figures, fewest, deployment)
+        at_high = _total(option, s, figures, most, deployment)
+        if fewest != most:
+            out.append(Swing(PEOPLE, sum(fewest.values()) / point if point else 1.0,
+                             sum(most.values()) / point if point else 1.0, at_low, at_high))
+    elif people and option != "buy" and option not in s.people.fte:
         # The FTE estimate comes from hours figures of confidence L: it moves as one of them would.
         spread = SPREAD["L"]
         def scaled(factor: float) -> dict[str, float]:  # measured toil is held
@@ -172,10 +185,13 @@ def curve(option: Option, s: Scenario, figures: Figures, people: dict[str, float
 
 
 def decide(s: Scenario, figures: Figures, people: dict[Option, dict[str, float]], deployment: CloudDeployment,
-           costs: dict[Option, OptionCost]) -> Decision:
+           costs: dict[Option, OptionCost],
+           people_bounds: dict[Option, tuple[dict[str, float], dict[str, float]]] | None = None) -> Decision:
+    """``people_bounds``: each option's FTE at the low and high end of its staffing bands (``staffing.py``);
+    without them the FTE estimate of a self-run option moves +-35 %."""
     ranges, sensitivity = {}, {}
     for option, cost in costs.items():
-        found = swings(option, cost, s, figures, people[option], deployment)
+        found = swings(option, cost, s, figures, people[option], deployment, (people_bounds or {}).get(option))
         sensitivity[option] = found
         ranges[option] = total_range(cost.tco_economic, found)
     flips: dict[Option, float | None] = {}

@@ -72,9 +72,12 @@ def cloud_deployment(config: StackConfig, spec: ServiceSpec, source: str) -> Clo
         gpu_min=gpu.min_size, gpu_max=gpu.max_size,
         system_node_type=system.node_type or "PRO2-XS", system_min=max(system.min_size, 1),
         system_max=system.max_size,
-        volume_gb=gigabytes(config.model_cache.size), volume_class=config.model_cache.storage_class or "default",
+        # One cache volume per engine replica when there are several (triptyque/k8s/engine.py:
+        # a generic ephemeral volume per pod), else the one named claim.
+        volume_gb=gigabytes(config.model_cache.size) * config.engine.replicas,
+        volume_class=config.model_cache.storage_class or "default",
         load_balancers=1 if config.exposure.load_balancer is not None else 0,
-        engine_replicas=1,  # triptyque/k8s/engine.py renders one engine replica
+        engine_replicas=config.engine.replicas,  # what `pulumi up` creates and resume restores
         gpus_per_replica=spec.resources.gpu_count,
         slo_availability=spec.slo.availability,
     )

@@ -33,7 +33,8 @@ USER_OVERRIDE = "user override"
 _LOCAL_PATH = re.compile(r"(\.\./|(?:^|[\s(])/[\w.-]+/[\w.-]+|\b[\w-]+\.md\b)")
 
 
-def _public(source: str) -> str:
+def public_source(source: str) -> str:
+    """``source`` itself when it names a public reference; ValueError when it names a local file."""
     if _LOCAL_PATH.search(source):
         raise ValueError("the source names a local file; give the public reference behind it "
                          "(publisher, title or URL, date)")
@@ -52,7 +53,7 @@ class _FigureModel(BaseModel):
     @field_validator("source")
     @classmethod
     def _public_source(cls, value: str) -> str:
-        return _public(value)
+        return public_source(value)
 
     @model_validator(mode="after")
     def _in_range(self) -> _FigureModel:
@@ -111,7 +112,7 @@ class Override(BaseModel):
     @field_validator("source")
     @classmethod
     def _public_source(cls, value: str | None) -> str | None:
-        return value if value is None else _public(value)
+        return value if value is None else public_source(value)
 
 
 @dataclass

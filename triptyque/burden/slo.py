@@ -37,6 +37,8 @@ class Continuity:
     single_points: list[str]
     formula: str
     figures: list[str] = field(default_factory=list)
+    kill_reach_seconds: float | None = None  # how long the kill switch takes to reach every site (edge)
+    kill_reach: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -48,7 +50,9 @@ def _availability(accelerators: int, rate: float, repair_hours: float) -> tuple[
 
 
 def continuity(option: Option, s: Scenario, figures: Figures, cost: OptionCost, *, slo: float,
-               cloud_repair_seconds: float | None, cloud_control_plane_sla: str) -> Continuity:
+               cloud_repair_seconds: float | None, cloud_control_plane_sla: str,
+               fleet_kill: tuple[float, str] | None = None) -> Continuity:
+    """``fleet_kill``: (seconds, how it is known) for the kill switch to reach every edge site."""
     rate = figures.value("gpu.interruptions_per_gpu_year")
     sizing, months = cost.sizing, s.horizon_months
     if option == "buy":
@@ -91,5 +95,9 @@ def continuity(option: Option, s: Scenario, figures: Figures, cost: OptionCost, 
     availability, with_spare = _availability(accelerators, rate, repair)
     formula = (f"1 - {accelerators} accelerator(s) x {rate:g} interruptions/year x {how} / {HOURS_A_YEAR} h "
                f"= {availability:.5f}; with one spare: {with_spare:.7f}")
-    return Continuity(option, slo, accelerators, repair, availability, availability >= slo, with_spare, spare,
-                      points, formula, ids)
+    found = Continuity(option, slo, accelerators, repair, availability, availability >= slo, with_spare, spare,
+                       points, formula, ids)
+    if option == "edge" and fleet_kill is not None:
+        found.kill_reach_seconds, found.kill_reach = fleet_kill
+        found.single_points.append(f"kill switch reaches every site in {fleet_kill[1]}")
+    return found

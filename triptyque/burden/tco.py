@@ -478,7 +478,7 @@ def people_fte(s: Scenario, figures: Figures, option: Option, estimate: dict[str
     Measured toil (``toil:`` keys) is added to the estimate as its own line; the scenario's own FTE figure
     replaces both (it is the whole team's time).
     """
-    base = {"mlops": figures.value("buy.fte")} if option == "buy" else dict(estimate or {})
+    base = dict(estimate) if estimate else ({"mlops": figures.value("buy.fte")} if option == "buy" else {})
     toil = {k: v for k, v in base.items() if k.startswith(TOIL)}
     base = {k: v for k, v in base.items() if not k.startswith(TOIL)}
     if option in s.people.fte:

@@ -85,6 +85,7 @@ RANGES: dict[str, Range] = {
     "h/dependency/year": Range(0, 8760),
     "h/server/year": Range(0, 8760),
     "h/step/year": Range(0, 8760),
+    "h/upgrade": Range(0, 1000),
     "h/model/year": Range(0, 8760),
     "h/year": Range(0, 100_000),
     "h/resource": Range(0, 1000),

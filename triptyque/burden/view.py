@@ -30,7 +30,7 @@ RECOVERY = (("kill-soft", "time_to_refuse_all_seconds", "kill: all refuse"),
             ("redeploy", "outage_seconds", "re-deploy: outage"),
             ("node-reboot", "time_to_serve_again_seconds", "node reboot: serving again"))
 CSV_TABLES = ("summary", "decision", "tco_lines", "drills", "static_burden", "exit_cost", "scorecard", "figures",
-              "dependencies", "people", "continuity", "provenance")
+              "dependencies", "people", "staffing", "staffing_levels", "continuity", "provenance")
 DECISION_HEADERS = ["option", "low", "point (economic TCO)", "high", "cheaper than the API from",
                     "moves it most (swing low-high)"]
 SIDE_HEADERS = ["scenario", "option", "economic TCO", "range", "cheapest", "cheaper than the API from", "report"]
@@ -209,6 +209,14 @@ def tables(c: Comparison) -> dict[str, Table]:
             ["option", "skill domain", "FTE low", "FTE", "FTE high", "what drives it"],
             [[o, domain, f"{low:.2f}", f"{mid:.2f}", f"{high:.2f}", "; ".join(view["drivers"])]
              for o, view in c.people.items() for domain, (low, mid, high) in view["fte"].items()]),
+        "staffing": (
+            ["option", "skill domain", "level", "FTE band", "bottom-up estimate", "FTE used (before 24/7 on-call)",
+             "the source note's passage (section: quote)", "public references"],
+            staffing_rows(c)),
+        "staffing_levels": (
+            ["level", "FTE", "how", "figures"],
+            [[level, f"{b['low']:.2f}-{b['high']:.2f} {b['unit']}", b["formula"], ", ".join(b["figures"])]
+             for level, b in c.staffing.get("levels", {}).items()]),
         "continuity": (
             ["option", "availability as deployed", "SLO", "meets it", "single points of failure",
              "with one spare", "one spare costs", "formula"],
@@ -218,6 +226,20 @@ def tables(c: Comparison) -> dict[str, Table]:
              for o, k in c.continuity.items()]),
         "provenance": (["what", "value"], provenance_rows(c)),
     }
+
+
+def staffing_rows(c: Comparison) -> list[list[str]]:
+    """The source documents' level behind each option's FTE per domain, with the passage and what it did."""
+    rows = []
+    for option, found in c.staffing.get("per_option", {}).items():
+        for role, b in found["bands"].items():
+            estimate = found["raised_from"].get(role)
+            rows.append([option, b["domain"], b["level"], f"{b['low']:.2f}-{b['high']:.2f} FTE ({b['formula']})",
+                         "at or above the band" if estimate is None else f"{estimate:.2f} FTE, raised to the band",
+                         f"{found['point'][role]:.2f}",
+                         f"{b['section']}: {b['quote']}" + (f" Our reading: {b['reading']}." if b["reading"] else ""),
+                         " ".join(b["references"])])
+    return rows
 
 
 def csv_text(headers: list[str], rows: list[list[str]]) -> str:
@@ -375,6 +397,7 @@ class ReportView:
     figures: list[FigureRow]
     tables: dict[str, Table]
     csv_links: list[tuple[str, str]] = field(default_factory=list)
+    staffing_document: str = ""
 
     @property
     def tornadoes(self) -> list[str]:
@@ -471,7 +494,8 @@ def build_view(c: Comparison) -> ReportView:
         figures=[FigureRow([f.id, f"{f.value:,.4g}", f.unit, f.source, f.date, f.confidence, origin(f)],
                            f.is_estimate) for f in c.figures.used_figures()],
         tables=every,
-        csv_links=[(name, "data:text/csv;charset=utf-8," + quote(csv_text(*table))) for name, table in every.items()])
+        csv_links=[(name, "data:text/csv;charset=utf-8," + quote(csv_text(*table))) for name, table in every.items()],
+        staffing_document=str(c.staffing.get("document", "")))
 
 
 # ---- several scenarios side by side --------------------------------------------------------------------

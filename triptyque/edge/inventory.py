@@ -7,16 +7,20 @@ The inventory is read by ``ansible-inventory --list`` so every format Ansible re
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from triptyque.engine import DEVICES, Device
+from triptyque.edge.bundle import ENGINE_BUILDS, EngineBuild, PartSpec, controller_part
+from triptyque.edge.platforms import split_platform
+from triptyque.engine import Device
 from triptyque.errors import MissingToolError, TargetError
 from triptyque.types import Endpoint
 
 GROUP = "edge"
+_PYTHON = re.compile(r"^3\.[0-9]+$")
 
 
 # Settings of the whole rollout that the inventory holds but a play keyword must read.
@@ -25,6 +29,10 @@ GROUP = "edge"
 # #27166; ansible-core's PlaybookExecutor templates them with get_vars(play=play)). The
 # controller reads them here and passes them as extra vars.
 PLAY_VARS = ("triptyque_serial", "triptyque_max_fail_percentage")
+# Push (the controller converges the node over SSH, the default) or pull (the node converges
+# itself from a publication it fetches: triptyque.edge.pull); per host or per group.
+MODE_VAR = "triptyque_edge_mode"
+MODES = ("push", "pull")
 
 
 @dataclass(frozen=True)
@@ -34,6 +42,12 @@ class EdgeNode:
     gateway_url: str
     # The engine build the inventory gives this node (triptyque_engine_device), if any.
     device: str | None = None
+    # The node's distribution release and Python (triptyque_platform, triptyque_python), if
+    # the inventory says: the bundle then carries a part built for them.
+    platform: str | None = None
+    python: str | None = None
+    # push (the default) or pull: triptyque_edge_mode, per host or per group.
+    mode: str = "push"
 
 
 def nodes_from_listing(listing: dict[str, Any], gateway_port: int, group: str = GROUP,
@@ -61,19 +75,46 @@ def nodes_from_listing(listing: dict[str, Any], gateway_port: int, group: str = 
         address = str(variables.get("ansible_host", name))
         url = variables.get("triptyque_gateway_url") or f"http://{_bracket(address)}:{gateway_port}"
         device = variables.get("triptyque_engine_device")
-        nodes.append(EdgeNode(name, address, str(url).rstrip("/"), str(device) if device else None))
+        platform, python = variables.get("triptyque_platform"), variables.get("triptyque_python")
+        mode = str(variables.get(MODE_VAR, "push"))
+        if mode not in MODES:
+            raise TargetError(f"{source}: {MODE_VAR} of {name} is {mode!r}: use push or pull")
+        nodes.append(EdgeNode(name, address, str(url).rstrip("/"), str(device) if device else None,
+                              str(platform) if platform else None, str(python) if python else None,
+                              mode))
     return nodes
 
 
-def devices_needed(nodes: list[EdgeNode], default: Device) -> tuple[Device, ...]:
+def devices_needed(nodes: list[EdgeNode], default: Device) -> tuple[EngineBuild, ...]:
     """Every engine build the fleet runs (a node without its own runs ``default``), so one
-    bundle serves a mixed CPU/GPU fleet."""
+    bundle serves a mixed CPU/GPU fleet; a fleet of ``fake`` nodes (the scale-test profile)
+    gets no vLLM wheels at all."""
     wanted = {node.device or default for node in nodes}
-    unknown = sorted(wanted - set(DEVICES))
+    unknown = sorted(wanted - set(ENGINE_BUILDS))
     if unknown:
         raise TargetError(f"triptyque_engine_device {', '.join(unknown)} in the inventory: use "
-                          f"{' or '.join(DEVICES)}")
-    return tuple(device for device in DEVICES if device in wanted)
+                          f"{', '.join(ENGINE_BUILDS[:-1])} or {ENGINE_BUILDS[-1]}")
+    return tuple(device for device in ENGINE_BUILDS if device in wanted)
+
+
+def parts_needed(nodes: list[EdgeNode], default: Device,
+                 controller: tuple[str, str] | None = None) -> tuple[PartSpec, ...]:
+    """Every (platform, Python, engine build) the fleet runs, so the bundle holds a part for
+    each. A node without ``triptyque_platform`` runs the controller's (platform, Python); one
+    with it runs that release's own python3 unless ``triptyque_python`` says otherwise."""
+    devices_needed(nodes, default)  # refuses an unknown engine build
+    own = controller or controller_part()
+    wanted = set()
+    for node in nodes:
+        if node.platform:
+            distribution, arch = split_platform(node.platform)
+            platform, python = f"{distribution.release}-{arch}", node.python or distribution.python
+        else:
+            platform, python = own[0], node.python or own[1]
+        if not _PYTHON.match(python):
+            raise TargetError(f"triptyque_python {python!r} for {node.name}: write major.minor, e.g. 3.12")
+        wanted.add(PartSpec(platform, python, node.device or default))  # type: ignore[arg-type]
+    return tuple(sorted(wanted, key=lambda p: (p.platform, p.python, p.device)))
 
 
 def play_vars_from_listing(listing: dict[str, Any], group: str = GROUP,
@@ -109,6 +150,12 @@ def _listing(path: Path, ansible_inventory: str) -> dict[str, Any]:
 
 def read_play_vars(path: Path, *, ansible_inventory: str, group: str = GROUP) -> dict[str, Any]:
     return play_vars_from_listing(_listing(path, ansible_inventory), group, str(path))
+
+
+def read_hostvars(path: Path, *, ansible_inventory: str) -> dict[str, dict[str, Any]]:
+    """Every host's variables as Ansible resolves them (group and host vars merged)."""
+    hostvars: dict[str, dict[str, Any]] = _listing(path, ansible_inventory).get("_meta", {}).get("hostvars", {})
+    return hostvars
 
 
 def _bracket(address: str) -> str:

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from triptyque.edge.bundle import Component, Manifest
+from triptyque.edge.bundle import FAKE, FAKE_ENGINE_MODULE, Component, Manifest
 from triptyque.engine import DEVICES, default_device, engine_args
 from triptyque.gateway.settings import settings_from_spec
 from triptyque.spec import ServiceSpec
@@ -52,6 +52,11 @@ def component_disk_mib(name: str, component: Component) -> int:
     return math.ceil(size / (1024 * 1024))
 
 
+def fake_engine_args(spec: ServiceSpec) -> list[str]:
+    """The scale-test profile's engine: bench/fake_engine.py on the engine's loopback port."""
+    return ["-m", FAKE_ENGINE_MODULE, "--port", str(spec.engine.port)]
+
+
 def render_vars(
     spec: ServiceSpec,
     manifest: Manifest,
@@ -69,11 +74,12 @@ def render_vars(
         extra_admin_keys=admin_key_hashes,
         host="0.0.0.0",  # the gateway is the node's only public listener
     )
-    components = {
-        name: {"name": name, "id": c.id, "archive": str(bundle_dir.resolve() / c.archive),
-               "sha256": c.sha256, "disk_mib": component_disk_mib(name, c)}
-        for name, c in manifest.components.items()
-    }
+    def rendered(found: dict[str, Component]) -> dict[str, Any]:
+        return {name: {"name": name, "id": c.id, "archive": str(bundle_dir.resolve() / c.archive),
+                       "sha256": c.sha256, "disk_mib": component_disk_mib(name, c)}
+                for name, c in found.items()}
+
+    components = rendered(manifest.components)
     return {
         "triptyque_service": spec.name,
         "triptyque_spec_hash": spec.spec_hash(),
@@ -81,14 +87,20 @@ def render_vars(
         "triptyque_bundle_python": manifest.python,
         "triptyque_bundle_platform": manifest.platform,
         "triptyque_bundle_components": components,
+        # Each (platform, Python) part by name: the role installs the node's own
+        # (playbooks/roles/triptyque/vars/main.yml, _triptyque_part).
+        "triptyque_bundle_parts": {key: {"platform": part.platform, "python": part.python,
+                                         "components": rendered(part.components)}
+                                   for key, part in manifest.parts.items()},
         "triptyque_bundle_cuda": manifest.cuda or "",
         # Not triptyque_engine_device: an extra var would beat the inventory's per-host choice.
         "triptyque_default_engine_device": default_device(spec),
         "triptyque_engine_version": spec.engine.version,
         "triptyque_engine_port": spec.engine.port,
         # One argv per engine build: a node runs the one of the device its inventory gives it.
-        "triptyque_engine_args": {device: engine_args(spec, model=NODE_MODEL_DIR, device=device)
-                                  for device in DEVICES},
+        "triptyque_engine_args": {**{device: engine_args(spec, model=NODE_MODEL_DIR, device=device)
+                                     for device in DEVICES},
+                                  FAKE: fake_engine_args(spec)},
         "triptyque_engine_env": dict(spec.engine.env),
         # The health gate's budget for one node (triptyque_rollout), per target from the spec.
         "triptyque_rollout_timeout": spec.engine.startup_seconds,

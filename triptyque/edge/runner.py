@@ -166,9 +166,10 @@ def run_playbook(
     limit: str | None = None,
     check: bool = False,
     diff: bool = False,
-    forks: int = 10,
+    forks: int | None = None,
 ) -> RunSummary:
-    """Run ``playbooks/<playbook>`` and return its summary; it never raises for a failed play."""
+    """Run ``playbooks/<playbook>`` and return its summary; it never raises for a failed play.
+    ``forks`` None keeps playbooks/ansible.cfg's (measured at scale: bench/edge_scale.py)."""
     import ansible_runner  # the edge extra; imported here so other targets never need it
 
     folder = playbooks_dir()

@@ -93,7 +93,7 @@ def gather(target: str, *, spec_path: Path, root: Path, state_dir: Path, cache: 
     else:
         notes.append(about)
 
-    references = spec.images.model_dump(mode="json") if spec.images is not None else None
+    references = spec.images.model_dump(mode="json", exclude_none=True) if spec.images is not None else None
     image_summary, image_files = sources.images(references, cache)
     files["images/images.json"] = to_json(image_summary)
     files |= image_files

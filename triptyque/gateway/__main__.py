@@ -30,13 +30,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.settings}: {where}: {first['msg']}", file=sys.stderr)
         return 2
     logs.configure(settings.log_json)
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(settings), host=settings.host, port=settings.port, log_config=None,
         access_log=False, timeout_graceful_shutdown=5, server_header=False,
         http=header_deadline_protocol(settings.limits.header_timeout_seconds,
                                       max_header_bytes=settings.limits.max_header_bytes,
                                       max_url_bytes=settings.limits.max_url_bytes),
     )
+    sockets = [config.bind_socket()]
+    if settings.metrics_port is not None:
+        # The metrics listener: a second socket of the same server (same app, same registry);
+        # the app tells the two apart by the address a request arrived on.
+        config.port = settings.metrics_port
+        sockets.append(config.bind_socket())
+    uvicorn.Server(config).run(sockets=sockets)
     return 0
 
 

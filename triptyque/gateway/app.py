@@ -18,6 +18,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from triptyque.gateway.assembly import Gateway, build_gateway
 from triptyque.gateway.errors import error_response
@@ -64,6 +65,32 @@ async def _not_found(request: Request, exc: Exception) -> Response:
                           request_id=getattr(request.state, "request_id", ""))
 
 
+# What the metrics listener answers besides /metrics: its own liveness, for a probe on that port.
+METRICS_LISTENER_PATHS = frozenset({"/metrics", "/healthz"})
+
+
+class MetricsListener:
+    """With ``metrics_port`` set the two listeners serve apart: the metrics port answers only
+    ``METRICS_LISTENER_PATHS``, the API port (the one behind the load balancer) never ``/metrics``.
+
+    Both listeners are sockets of one server; a request's listener is the local address it
+    arrived on (the ASGI ``server`` field)."""
+
+    def __init__(self, app: ASGIApp, metrics_port: int) -> None:
+        self.app, self.metrics_port = app, metrics_port
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            server = scope.get("server") or ("", 0)
+            on_metrics_port = server[1] == self.metrics_port
+            path = scope.get("path", "")
+            if (path not in METRICS_LISTENER_PATHS) if on_metrics_port else path == "/metrics":
+                rid = scope.get("state", {}).get("request_id", "")
+                await error_response(404, "No such route.", "not_found", request_id=rid)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def create_app(settings: GatewaySettings, **gateway_options: Any) -> Starlette:
     """Build the ASGI app; ``gateway_options`` go to ``build_gateway`` (tests pass a transport)."""
 
@@ -91,5 +118,7 @@ def create_app(settings: GatewaySettings, **gateway_options: Any) -> Starlette:
                     exception_handlers={404: _not_found, 405: _not_found})
     # A redirect to the slash-less path would echo the client's Host header into Location.
     app.router.redirect_slashes = False
+    if settings.metrics_port is not None:
+        app.add_middleware(MetricsListener, metrics_port=settings.metrics_port)
     app.add_middleware(RequestId)
     return app

@@ -101,7 +101,8 @@ def build_gateway(
     key, key_error = load_key(settings)
     default_store, default_audit = (store, audit) if store and audit else make_state(settings, key)
     killswitch = KillSwitch(store or default_store, audit or default_audit, on_change=kill_changed,
-                            on_audit=audit_moved, key=key, key_error=key_error)
+                            on_audit=audit_moved, key=key, key_error=key_error,
+                            on_persist_failure=lambda _why: metrics.audit_write_failures.inc())
     slots = Slots(settings.limits.max_concurrent_requests, metrics)
     transport = transport or engine_transport(settings.limits.connect_timeout_seconds)
     engine = httpx.AsyncClient(base_url=settings.upstream_url, transport=transport,

@@ -82,13 +82,17 @@ def head(lines: Sequence[str], where: str) -> str | None:
 
 def next_entry(lines: Sequence[str], where: str, ts: float, fields: dict[str, Any], *,
                key: bytes | None = None, after: tuple[int, str] | None = None,
-               locate: Callable[[int], str] | None = None) -> tuple[dict[str, Any], str]:
+               locate: Callable[[int], str] | None = None,
+               start: tuple[int, str] | None = None, signed_before: bool = False,
+               ) -> tuple[dict[str, Any], str]:
     """The entry that follows ``lines`` and its line of text.
 
     The chain is verified first (AuditError names what is wrong); ``after`` is the
     (sequence, hash) of the last entry the writer knows: a log that ends before it was cut.
+    ``start`` is where ``lines`` begin when earlier entries were archived (see ``verify``).
     """
-    verified = verify(lines, locate or (lambda n: f"{where}:{n}"), where, key=key)
+    verified = verify(lines, locate or (lambda n: f"{where}:{n}"), where, key=key, start=start,
+                      signed_before=signed_before)
     if after is not None:
         seq, known = after
         if verified.seq < seq or (verified.seq == seq and verified.head != known):
@@ -104,15 +108,20 @@ def next_entry(lines: Sequence[str], where: str, ts: float, fields: dict[str, An
 
 
 def verify(lines: Sequence[str], locate: Callable[[int], str], where: str,
-           expected_head: str | None = None, key: bytes | None = None) -> Verified:
+           expected_head: str | None = None, key: bytes | None = None,
+           start: tuple[int, str] | None = None, signed_before: bool = False) -> Verified:
     """Walk the chain; AuditError names the first line that does not fit.
 
     ``locate(n)`` names line ``n`` (from 1) in messages; ``expected_head`` is the hash the
     stored state records, to catch entries cut from the end; with ``key`` every entry from
-    the first signed one on must carry a valid ``mac``.
+    the first signed one on must carry a valid ``mac``. ``start`` is the (sequence, hash) of
+    the entry before the first line, when the chain's earlier entries were archived (a
+    segment): the first line must follow it exactly as it followed it in the whole chain;
+    ``signed_before``: the archived entries were signed, so every entry here must be.
     """
-    prev, count, seq, action = GENESIS, 0, 0, None
-    signed = False
+    seq, prev = start or (0, GENESIS)
+    count, action = 0, None
+    signed = signed_before
     recoveries: list[int] = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():

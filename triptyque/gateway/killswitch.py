@@ -80,6 +80,7 @@ class KillSwitch:
         *,
         on_change: Callable[[KillState], None] = lambda _state: None,
         on_audit: Callable[[int, str], None] = lambda _seq, _head: None,
+        on_persist_failure: Callable[[str], None] = lambda _why: None,
         clock: Callable[[], float] = time.time,
         key: bytes | None = None,
         key_error: str | None = None,
@@ -88,6 +89,7 @@ class KillSwitch:
         self.audit = audit
         self._on_change = on_change
         self._on_audit = on_audit
+        self._on_persist_failure = on_persist_failure
         self._clock = clock
         self._key = key
         self._key_error = key_error
@@ -215,6 +217,20 @@ class KillSwitch:
             self.fail_closed_reason = None
             self._apply(stored)
 
+    def _spread_fail_closed(self, why: str) -> None:
+        """The safety switch: a kill that the audit log refused still stops every gateway sharing
+        the store. The state alone is written, engaged, naming no new audit entry: every other
+        replica reads a state the chain does not back and fails closed too (never open). Only an
+        operator's resume, recorded once the log accepts entries again, releases it."""
+        known_seq, known_head = self._known or (None, None)
+        state = KillState(engaged=True, operator=FAIL_CLOSED_BY, reason=f"fail-closed: {why}"[:500],
+                          changed_at=self._clock(), audit_head=known_head, audit_seq=known_seq)
+        try:
+            self.store.save(state)
+        except (OSError, StateError, AuditError) as exc:
+            log.error("the fail-closed state could not be written either: %s", exc,
+                      extra={"event": "fail_closed_not_spread"})
+
     def _persist(self, action: str, operator: str, reason: str, source: str, changed: bool,
                  fields: dict[str, Any] | None = None) -> KillState:
         """Audit, then save the state that records the audit entry. Runs in a worker thread:
@@ -281,6 +297,8 @@ class KillSwitch:
                 why = f"the kill was not persisted: {exc}"
                 self.fail_closed_reason = why
                 log.error("kill switch fails closed: %s", why, extra={"event": "fail_closed"})
+                self._on_persist_failure(why)
+                await asyncio.to_thread(self._spread_fail_closed, why)
                 raise PersistError(f"serving stopped, but the decision was not persisted: {exc}") from exc
             self.fail_closed_reason = None
             self.state = state
@@ -306,6 +324,7 @@ class KillSwitch:
                     state = await asyncio.to_thread(self._persist, RESUME, operator, reason, source, changed,
                                                     fields)
             except (OSError, StateError, AuditError) as exc:
+                self._on_persist_failure(f"the resume was not persisted: {exc}")
                 raise PersistError(f"still stopped: the resume could not be persisted: {exc}") from exc
             self.fail_closed_reason = None
             self._apply(state)

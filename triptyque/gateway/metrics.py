@@ -61,6 +61,10 @@ class GatewayMetrics:
             "triptyque_gateway_audit_head",
             "The first 13 hex digits of the last audit entry's hash, as a number.", registry=r,
         )
+        self.audit_write_failures = Counter(
+            "triptyque_gateway_audit_write_failures", "Kill-switch decisions that could not be recorded "
+            "in the audit log or the state (the gateway then fails closed).", registry=r,
+        )
         self.client_gone = Counter(
             "triptyque_gateway_client_gone", "Requests whose client hung up before the engine answered "
             "(the engine request is cancelled).", ["route"], registry=r,

@@ -10,13 +10,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from triptyque import __version__
 from triptyque.spec import KillSwitch, Limits, ServiceSpec
 
 # The kill switch's files in a file-backed gateway's state folder.
 STATE_FILE, AUDIT_FILE = "killswitch.json", "audit.jsonl"
+# On Kubernetes, the audit chain's older entries move to numbered immutable ConfigMaps
+# (gateway.state_k8s); the gateways' Role names each one it may read back.
+AUDIT_ARCHIVES = 100
+
+
+def audit_archive_name(configmap: str, number: int) -> str:
+    return f"{configmap}-audit-{number:03d}"
 
 
 class ClusterState(BaseModel):
@@ -31,6 +38,9 @@ class GatewaySettings(BaseModel):
 
     host: str = "127.0.0.1"
     port: int = Field(ge=1, le=65535)
+    # A second listener that serves /metrics alone; the API port then answers 404 there. None:
+    # /metrics on the API port (local, and edge where the firewall admits only the scrapers).
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
     upstream_url: str
     served_model: str
     api_keys: dict[str, str] = Field(description="key name -> hex SHA-256 of the key")
@@ -51,6 +61,13 @@ class GatewaySettings(BaseModel):
     spec_hash: str = ""
     version: str = __version__
     log_json: bool = True
+
+    @model_validator(mode="after")
+    def _two_ports(self) -> GatewaySettings:
+        if self.metrics_port == self.port:
+            raise ValueError(f"metrics_port must differ from port ({self.port}); leave it out to serve "
+                             "/metrics on the API port")
+        return self
 
 
 def settings_from_spec(

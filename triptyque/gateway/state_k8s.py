@@ -3,8 +3,17 @@
 Every gateway replica and ``triptyque kill --target onprem|cloud`` share the ConfigMap
 ``cluster.configmap`` in ``cluster.namespace``:
 
-    state.json    the KillState, as the file backend writes it
-    audit.jsonl   the hash-chained audit entries (``chain.py``), in the file backend's format
+    state.json       the KillState, as the file backend writes it
+    audit.jsonl      the hash-chained audit entries (``chain.py``), in the file backend's format
+    audit-base.json  once entries were archived: the last archive and the entry it ends with
+
+A ConfigMap holds at most 1 MiB of data (Kubernetes documentation, "ConfigMaps": "The data
+stored in a ConfigMap cannot exceed 1 MiB"). Before ``audit.jsonl`` reaches
+``AUDIT_ROTATE_BYTES`` its entries move to an immutable archive ConfigMap
+(``<configmap>-audit-001``, ``-002``...) and the live chain goes on from the archived head:
+its first entry's ``prev`` is the last archived entry's hash and its ``seq`` the next one,
+so the whole chain verifies across the cut (``ConfigMapAuditLog.verify`` walks the
+archives). A decision that still cannot be recorded fails closed (``killswitch.py``).
 
 It talks to the API server with the official ``kubernetes`` client. Writes are a read
 then a replace carrying the object's ``resourceVersion``. When another writer got there
@@ -30,20 +39,25 @@ import time
 from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from triptyque.errors import AuditError, StateError
 from triptyque.gateway import chain, kube
 from triptyque.gateway.chain import Verified
-from triptyque.gateway.settings import ClusterState
-from triptyque.gateway.state import KillState, Loaded, Observed, Unreadable
+from triptyque.gateway.settings import AUDIT_ARCHIVES, ClusterState, audit_archive_name
+from triptyque.gateway.state import KillState, Loaded, Observed, Unreadable, disagreement
 
 log = logging.getLogger("triptyque.gateway.state_k8s")
 
 STATE_KEY = "state.json"
 AUDIT_KEY = "audit.jsonl"
-# A ConfigMap holds at most 1 MiB; keep room for the state and the metadata.
+BASE_KEY = "audit-base.json"
+# A ConfigMap holds at most 1 MiB (its data, as the API server counts it); keep room for the
+# state and the metadata.
 AUDIT_LIMIT_BYTES = 900 * 1024
+# The live segment is archived before it grows past this: far below the limit, so a kill
+# still fits when an archive cannot be written at once.
+AUDIT_ROTATE_BYTES = 256 * 1024
 WRITE_ATTEMPTS = 8
 WATCH_SECONDS = 300
 REQUEST_TIMEOUT = 5.0
@@ -109,6 +123,50 @@ class ConfigMapClient:
     def data(self) -> dict[str, str]:
         return dict(self.get().data or {})
 
+    def read_other(self, name: str) -> dict[str, str] | None:
+        """The data of another ConfigMap of the namespace (an archive); None if there is none."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            obj = self.core().read_namespaced_config_map(name, self.cluster.namespace,
+                                                         _request_timeout=REQUEST_TIMEOUT)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise self._error(f"reading configmap {self.cluster.namespace}/{name} failed: "
+                              f"HTTP {exc.status}: {kube.api_message(exc)}") from None
+        except (StateError, AuditError):
+            raise
+        except Exception as exc:
+            raise self._error(f"reading configmap {self.cluster.namespace}/{name} failed: "
+                              f"{type(exc).__name__}: {exc}") from None
+        return dict(obj.data or {})
+
+    def create_immutable(self, name: str, data: dict[str, str]) -> dict[str, str]:
+        """Create ConfigMap ``name`` with ``data``, immutable; if it exists already, its data."""
+        from kubernetes.client.exceptions import ApiException
+
+        body = {"apiVersion": "v1", "kind": "ConfigMap", "immutable": True, "data": data,
+                "metadata": {"name": name, "namespace": self.cluster.namespace,
+                             "annotations": {"triptyque.io/archive-of": self.cluster.configmap}}}
+        try:
+            self.core().create_namespaced_config_map(self.cluster.namespace, body,
+                                                     _request_timeout=REQUEST_TIMEOUT)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise self._error(f"archiving to configmap {self.cluster.namespace}/{name} failed: "
+                                  f"HTTP {exc.status}: {kube.api_message(exc)}") from None
+            existing = self.read_other(name)
+            if existing is None:
+                raise self._error(f"configmap {self.cluster.namespace}/{name} exists and vanished") from None
+            return existing
+        except (StateError, AuditError):
+            raise
+        except Exception as exc:
+            raise self._error(f"archiving to configmap {self.cluster.namespace}/{name} failed: "
+                              f"{type(exc).__name__}: {exc}") from None
+        return data
+
     def update(self, mutate: Mutation) -> Any:
         """Apply ``mutate`` to the data and replace the object; redone on a fresh copy after a conflict.
 
@@ -152,6 +210,40 @@ def parse_state(data: dict[str, str], where: str) -> KillState | None:
 
 def audit_lines(data: dict[str, str]) -> list[str]:
     return [line for line in data.get(AUDIT_KEY, "").splitlines() if line.strip()]
+
+
+class Base(BaseModel):
+    """Where the live segment starts: after archive ``archives``, whose last entry is ``seq``/``head``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    archives: int = Field(ge=1)
+    seq: int = Field(ge=1)
+    head: str
+    signed: bool = False
+
+    @property
+    def start(self) -> tuple[int, str]:
+        return self.seq, self.head
+
+
+def parse_base(data: dict[str, str], where: str) -> Base | None:
+    raw = data.get(BASE_KEY)
+    if raw is None:
+        return None
+    try:
+        return Base.model_validate_json(raw)
+    except ValidationError as exc:
+        raise AuditError(f"{where} key {BASE_KEY} is corrupt ({exc.errors()[0]['msg']}); "
+                         "the live audit chain cannot be placed after its archives") from None
+
+
+def _locator(where: str) -> Callable[[int], str]:
+    return lambda number: f"{where} entry {number}"
+
+
+def _text(lines: list[str]) -> str:
+    return "".join(f"{line}\n" for line in lines)
 
 
 class ConfigMapStateStore:
@@ -267,7 +359,8 @@ class ConfigMapStateStore:
 
 
 class ConfigMapAuditLog:
-    """``AuditSink`` over the same ConfigMap: one hash chain shared by every replica."""
+    """``AuditSink`` over the same ConfigMap: one hash chain shared by every replica, its older
+    entries in numbered immutable archives (see the module docstring)."""
 
     def __init__(self, cluster: ClusterState, configuration: Any | None = None, key: bytes | None = None) -> None:
         self._api = ConfigMapClient(cluster, configuration, AuditError)
@@ -279,6 +372,9 @@ class ConfigMapAuditLog:
     def _locate(self, number: int) -> str:
         return f"{self.describe()} entry {number}"
 
+    def _segment(self, data: dict[str, str]) -> tuple[list[str], Base | None]:
+        return audit_lines(data), parse_base(data, self._api.describe())
+
     def append(self, **fields: Any) -> dict[str, Any]:
         return self.append_after(None, fields)
 
@@ -286,14 +382,19 @@ class ConfigMapAuditLog:
         appended: dict[str, Any] = {}
 
         def add_entry(data: dict[str, str]) -> dict[str, str]:
-            lines = audit_lines(data)
-            entry, line = chain.next_entry(lines, self.describe(), time.time(), fields,
-                                           key=self.key, after=after, locate=self._locate)
-            text = "".join(f"{old}\n" for old in lines) + line + "\n"
+            lines, base = self._segment(data)
+            entry, line = chain.next_entry(
+                lines, self.describe(), time.time(), fields, key=self.key, after=after, locate=self._locate,
+                start=base.start if base else None, signed_before=bool(base and base.signed))
+            data = dict(data)
+            if lines and len(_text([*lines, line]).encode()) > AUDIT_ROTATE_BYTES:
+                lines, data[BASE_KEY] = self._archive(lines, base, data.get(BASE_KEY))
+            text = _text([*lines, line])
             if len(text.encode()) > AUDIT_LIMIT_BYTES:
                 raise AuditError(
-                    f"{self.describe()} is full ({len(lines)} entries); copy audit.jsonl out of the "
-                    "ConfigMap for safekeeping before more kill-switch actions can be recorded"
+                    f"{self.describe()} is full ({len(lines)} entries) and could not be archived; "
+                    "copy audit.jsonl out of the ConfigMap for safekeeping before more kill-switch "
+                    "actions can be recorded"
                 )
             appended.clear()
             appended.update(entry)
@@ -302,17 +403,81 @@ class ConfigMapAuditLog:
         self._api.update(add_entry)
         return dict(appended)
 
+    def _archive(self, lines: list[str], base: Base | None, raw_base: str | None) -> tuple[list[str], str]:
+        """Move ``lines`` (verified) to the next archive; the lines left live and the new base.
+
+        Another replica may have created that archive first (its write of the live segment then
+        lost the race or is on its way): its lines are a prefix of ours and only the rest stays."""
+        number = (base.archives if base else 0) + 1
+        name = audit_archive_name(self._api.cluster.configmap, number)
+        if number > AUDIT_ARCHIVES:
+            raise AuditError(f"{self.describe()}: {AUDIT_ARCHIVES} archives are used; export and remove "
+                             "them (see the runbook, AuditWriteFailed) before more decisions are recorded")
+        data = {AUDIT_KEY: _text(lines)} | ({BASE_KEY: raw_base} if raw_base else {})
+        archived = audit_lines(self._api.create_immutable(name, data))
+        if not archived or archived != lines[:len(archived)]:
+            raise AuditError(f"archive configmap {self._api.cluster.namespace}/{name} exists and does not "
+                             f"hold the first entries of {self.describe()}; run `triptyque audit verify`")
+        last = json.loads(archived[-1])
+        signed = bool(base and base.signed) or "mac" in last
+        log.warning("audit log archived", extra={"event": "audit_archived", "archive": name,
+                                                 "seq": last["seq"]})
+        new_base = Base(archives=number, seq=int(last["seq"]), head=str(last["hash"]), signed=signed)
+        return lines[len(archived):], new_base.model_dump_json()
+
     def head(self) -> str | None:
-        return chain.head(audit_lines(self._api.data()), self.describe())
+        lines, base = self._segment(self._api.data())
+        found = chain.head(lines, self.describe())
+        return found if found is not None or base is None else base.head
 
     def check(self) -> Verified:
-        return chain.verify(audit_lines(self._api.data()), self._locate, self.describe(), key=self.key)
+        """The live segment verified from its base (the archives are checked by ``verify``)."""
+        lines, base = self._segment(self._api.data())
+        return self._verify_segment(lines, base)
+
+    def _verify_segment(self, lines: list[str], base: Base | None, expected_head: str | None = None) -> Verified:
+        return chain.verify(lines, self._locate, self.describe(), expected_head, key=self.key,
+                            start=base.start if base else None, signed_before=bool(base and base.signed))
 
     def entries_after_last(self, *actions: str) -> list[dict[str, Any]]:
-        return chain.entries_after_last(audit_lines(self._api.data()), self._locate, self.describe(), *actions,
-                                        key=self.key)
+        """From the live segment (what an archive holds is over: approvals there have expired)."""
+        lines, base = self._segment(self._api.data())
+        self._verify_segment(lines, base)
+        return chain.after_last([json.loads(line) for line in lines], *actions)
 
     def verify(self, expected_head: str | None = None) -> Verified:
-        """Walk the chain; AuditError names the first entry that does not fit."""
-        return chain.verify(audit_lines(self._api.data()), self._locate, self.describe(), expected_head,
-                            key=self.key)
+        """Walk the whole chain, archives first; AuditError names the first entry that does not fit."""
+        lines, base = self._segment(self._api.data())
+        start: tuple[int, str] | None = None
+        signed, total = False, 0
+        recoveries: list[int] = []
+        for number in range(1, (base.archives if base else 0) + 1):
+            name = audit_archive_name(self._api.cluster.configmap, number)
+            data = self._api.read_other(name)
+            if data is None:
+                raise AuditError(f"archive configmap {self._api.cluster.namespace}/{name} is missing: the "
+                                 f"entries it held cannot be verified")
+            where = f"configmap {self._api.cluster.namespace}/{name} key {AUDIT_KEY}"
+            part = chain.verify(audit_lines(data), _locator(where), where, key=self.key, start=start,
+                                signed_before=signed)
+            start, total = (part.seq, part.head), total + part.entries
+            recoveries += part.recoveries
+            signed = signed or any("mac" in json.loads(line) for line in audit_lines(data)[-1:])
+        if base is not None and start != base.start:
+            raise AuditError(f"{self._api.describe()}: the live chain starts after entry {base.seq} "
+                             f"({base.head[:12]}) but the archives end at entry {start and start[0]}")
+        live = self._verify_segment(lines, base, expected_head)
+        return Verified(entries=total + live.entries, head=live.head, seq=live.seq, action=live.action,
+                        recoveries=(*recoveries, *live.recoveries))
+
+
+def verify_cluster_chain(cluster: ClusterState, configuration: Any, key: bytes | None = None) -> Verified:
+    """``triptyque audit verify --target onprem|cloud``: the whole chain, archives first, and the
+    stored state checked against its last entry; AuditError (or StateError) says what is wrong."""
+    audit = ConfigMapAuditLog(cluster, configuration, key)
+    stored = ConfigMapStateStore(cluster, configuration).load()
+    verified = audit.verify(stored.audit_head if stored is not None else None)
+    problem = disagreement(stored, verified, key)
+    if problem is not None:
+        raise AuditError(f"{audit.describe()}: state and log disagree: {problem}")
+    return verified

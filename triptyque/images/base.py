@@ -10,7 +10,6 @@ imported into the project's image storage when that storage lacks it.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from triptyque.images.tools import ImageError, run
+from triptyque.rootfs import RootfsError, debootstrap_once
 
 SUITE = "bookworm"
 MIRROR = os.environ.get("TRIPTYQUE_DEBIAN_MIRROR", "http://deb.debian.org/debian")
@@ -54,27 +54,13 @@ def base_rootfs(cache: Path) -> Base:
     key = recipe_key()
     home = cache / "images" / f"base-{SUITE}-{key}"
     base = Base(key, home / "rootfs", f"localhost/triptyque/base:{SUITE}-{key}")
-    if (home / "complete").exists():
-        return base
-    home.mkdir(parents=True, exist_ok=True)
-    with open(home / "lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if (home / "complete").exists():
-            return base
-        staging = home / "rootfs.partial"
-        shutil.rmtree(staging, ignore_errors=True)
-        debs = cache / "images" / "debs"  # downloaded packages, kept for the next recipe
-        debs.mkdir(parents=True, exist_ok=True)
-        argv = ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}",
-                f"--cache-dir={debs}", SUITE, str(staging), MIRROR]
-        result = subprocess.run(argv, capture_output=True, text=True, timeout=1200, check=False)
-        if result.returncode != 0:
-            tail = "\n".join(result.stdout.strip().splitlines()[-10:])
-            raise ImageError(f"debootstrap failed ({result.returncode}); is {MIRROR} reachable?\n{tail}")
-        _prepare(staging)
-        shutil.rmtree(base.rootfs, ignore_errors=True)
-        staging.rename(base.rootfs)
-        (home / "complete").write_text(json.dumps([SUITE, MIRROR, sorted(PACKAGES), RECIPE_VERSION]))
+    debs = cache / "images" / "debs"  # downloaded packages, kept for the next recipe
+    debs.mkdir(parents=True, exist_ok=True)
+    try:
+        debootstrap_once(home, suite=SUITE, mirror=MIRROR, packages=PACKAGES, options=[f"--cache-dir={debs}"],
+                         recipe=json.dumps([SUITE, MIRROR, sorted(PACKAGES), RECIPE_VERSION]), prepare=_prepare)
+    except RootfsError as exc:
+        raise ImageError(str(exc)) from None
     return base
 
 

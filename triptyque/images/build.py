@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
@@ -108,9 +108,15 @@ def version(root: Path) -> str:
 
 
 def repository_of(spec: ServiceSpec) -> str:
-    if spec.images is None:
-        return DEFAULT_REPOSITORY
-    name = spec.images.gateway.split("@", 1)[0]
+    return repository_name(spec, "gateway", DEFAULT_REPOSITORY)
+
+
+def repository_name(spec: ServiceSpec, field: str, default: str) -> str:
+    """The repository the spec's ``images.<field>`` names (without tag and digest), or ``default``."""
+    reference = getattr(spec.images, field, None) if spec.images is not None else None
+    if not reference:
+        return default
+    name = str(reference).split("@", 1)[0]
     last = name.rsplit("/", 1)[-1]
     return name.rsplit(":", 1)[0] if ":" in last else name
 
@@ -200,7 +206,32 @@ def load_built(home: Path) -> Built | None:
         return None
 
 
-def _pinned_base(base: str) -> str:
+@contextlib.contextmanager
+def build_lock(cache: Path, home: Path) -> Iterator[Built | None]:
+    """The build already recorded in ``home`` (put back in image storage if it was pruned
+    there), else ``None`` while the folder's lock is held: two processes asking for the same
+    inputs build them once."""
+    found = load_built(home)
+    if found is not None:
+        ensure_in_storage(cache, found)
+        yield found
+        return
+    home.mkdir(parents=True, exist_ok=True)
+    with open(home / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield load_built(home)
+
+
+def base_to_build_from(cache: Path, base: str | None, progress: Progress) -> tuple[str, list[str]]:
+    """The image to build FROM and buildah's pull flags: the Debian base made here, or a
+    registry image pinned by digest (TLS verified unless its registry is on the loopback)."""
+    if base is None:
+        progress("base: debootstrap a minimal Debian (once per recipe)")
+        return import_base(cache, base_rootfs(cache)), ["--pull-never"]
+    return base, [f"--tls-verify={not loopback(base.split('/', 1)[0])}"]
+
+
+def pinned_base(base: str) -> str:
     if "@sha256:" not in base or base.endswith(PLACEHOLDER):
         raise ImageError(f"--base {base}: pin the base image by digest (NAME:TAG@sha256:...), so that "
                          "the same inputs give the same image")
@@ -216,27 +247,14 @@ def build_gateway(root: Path, cache: Path, spec: ServiceSpec, progress: Progress
     """
     require("buildah", "skopeo", "runc", *(() if base else ("debootstrap",)))
     if base is not None:
-        base = _pinned_base(base)
+        base = pinned_base(base)
     key, pins = gateway_key(root, spec, base)
     home = cache / "images" / f"gateway-{key}"
-    found = load_built(home)
-    if found is not None:
-        ensure_in_storage(cache, found)
-        return found
-    home.mkdir(parents=True, exist_ok=True)
-    with open(home / "lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        found = load_built(home)
+    with build_lock(cache, home) as found:
         if found is not None:
             return found
         started = time.monotonic()
-        if base is None:
-            progress("base: debootstrap a minimal Debian (once per recipe)")
-            base_image = import_base(cache, base_rootfs(cache))
-            pull = ["--pull-never"]
-        else:
-            base_image = base
-            pull = [f"--tls-verify={not _loopback(base.split('/', 1)[0])}"]
+        base_image, pull = base_to_build_from(cache, base, progress)
         progress(f"wheels: {len(pins)} pinned distributions")
         wheels = _wheels(cache, pins)
         context = _context(home, wheels, root)
@@ -278,15 +296,17 @@ def build_gateway(root: Path, cache: Path, spec: ServiceSpec, progress: Progress
     return built
 
 
-def prune(cache: Path, keep: int = KEEP) -> list[str]:
-    """Forget all but the ``keep`` most recent builds (cache folder and stored image); their keys."""
-    homes = sorted((p for p in (cache / "images").glob("gateway-*") if (p / "built.json").exists()),
+def prune(cache: Path, keep: int = KEEP, component: str = "gateway") -> list[str]:
+    """Forget all but the ``keep`` most recent builds of ``component`` (cache folder and stored
+    image); their keys."""
+    homes = sorted((p for p in (cache / "images").glob(f"{component}-*")
+                    if (p / "built.json").exists() and p.name.count("-") == component.count("-") + 1),
                    key=lambda p: (p / "built.json").stat().st_mtime, reverse=True)
     gone = []
     for home in homes[keep:]:
-        key = home.name.removeprefix("gateway-")
+        key = home.name.removeprefix(f"{component}-")
         with contextlib.suppress(ImageError):
-            run(cache, "buildah", "rmi", "--force", f"localhost/triptyque/gateway:{key}", timeout=120)
+            run(cache, "buildah", "rmi", "--force", f"localhost/triptyque/{component}:{key}", timeout=120)
         shutil.rmtree(home, ignore_errors=True)
         gone.append(key)
     if gone:
@@ -302,7 +322,7 @@ def ensure_in_storage(cache: Path, built: Built) -> None:
             f"containers-storage:{built.local}", timeout=900)
 
 
-def _loopback(registry: str) -> bool:
+def loopback(registry: str) -> bool:
     host = registry.split("/", 1)[0].rsplit(":", 1)[0]
     return host in ("localhost", "127.0.0.1", "[::1]")
 
@@ -312,7 +332,7 @@ def push(cache: Path, built: Built, registry: str) -> Built:
     registry = registry.rstrip("/")
     repository = f"{registry}/triptyque/{built.component}"
     digest_file = Path(built.home) / "pushed-digest"
-    run(cache, "skopeo", "copy", "--quiet", "--preserve-digests", f"--dest-tls-verify={not _loopback(registry)}",
+    run(cache, "skopeo", "copy", "--quiet", "--preserve-digests", f"--dest-tls-verify={not loopback(registry)}",
         "--digestfile", str(digest_file), f"oci:{built.layout}:{built.tag}",
         f"docker://{repository}:{built.tag}", timeout=1800)
     pushed = digest_file.read_text().strip()
@@ -325,7 +345,7 @@ def remote_digest(cache: Path, reference: str) -> str:
     """The digest a registry reports for NAME:TAG: the SHA-256 of the manifest (or manifest
     list) bytes the tag points to, as a pull by digest checks them."""
     registry = reference.split("/", 1)[0]
-    argv = ["skopeo", "inspect", "--raw", "--retry-times", "1", f"--tls-verify={not _loopback(registry)}",
+    argv = ["skopeo", "inspect", "--raw", "--retry-times", "1", f"--tls-verify={not loopback(registry)}",
             f"docker://{reference}"]
     try:
         result = subprocess.run(argv, capture_output=True, timeout=120, check=False, env=environment(cache))

@@ -32,20 +32,23 @@ def _wheel_hash(wheels: Path, name: str, version: str) -> list[HashType]:
 
 
 def write_sbom(path: Path, built: Built, pins: list[tuple[str, str]], debs: list[tuple[str, str, str]],
-               wheels: Path) -> Path:
+               wheels: Path, application: str | None = "triptyque") -> Path:
+    """``application``: the project's own package in the image (the gateway's), at the image's tag."""
+    properties = [Property(name="org.opencontainers.image.revision", value=built.revision),
+                  Property(name="io.triptyque.inputs", value=built.key)]
+    if built.spec_hash:
+        properties.insert(1, Property(name="io.triptyque.spec-hash", value=built.spec_hash))
     image = Component(
         name=built.repository, version=built.digest, type=ComponentType.CONTAINER,
-        bom_ref=f"image:{built.component}",
-        properties=[Property(name="org.opencontainers.image.revision", value=built.revision),
-                    Property(name="io.triptyque.spec-hash", value=built.spec_hash),
-                    Property(name="io.triptyque.inputs", value=built.key)],
+        bom_ref=f"image:{built.component}", properties=properties,
     )
     bom = Bom(metadata=BomMetaData(component=image))
-    bom.components.add(Component(
-        name="triptyque", version=built.tag, type=ComponentType.APPLICATION, bom_ref="pypi:triptyque",
-        licenses=[LicenseExpression("Apache-2.0")],
-        purl=PackageURL(type="pypi", name="triptyque", version=built.tag),
-    ))
+    if application is not None:
+        bom.components.add(Component(
+            name=application, version=built.tag, type=ComponentType.APPLICATION, bom_ref=f"pypi:{application}",
+            licenses=[LicenseExpression("Apache-2.0")],
+            purl=PackageURL(type="pypi", name=application, version=built.tag),
+        ))
     for name, version in pins:
         bom.components.add(Component(
             name=name, version=version, type=ComponentType.LIBRARY, bom_ref=f"pypi:{canonicalize_name(name)}",

@@ -68,6 +68,11 @@ class ComputeResources(_Config):
 
 class GatewayConfig(_Config):
     replicas: int = Field(default=3, ge=2, le=50)
+    metrics_port: int = Field(
+        default=9102, ge=1024, le=65535,
+        description="The gateways' metrics listener: scraped by Prometheus through its own "
+        "Service; the public Service and the load balancer carry only the API port.",
+    )
     requests: ComputeResources = ComputeResources(cpu="250m", memory="256Mi")
     limits: ComputeResources = ComputeResources(cpu="1", memory="512Mi")
 
@@ -160,6 +165,12 @@ class Toleration(_Config):
 
 
 class Engine(_Config):
+    replicas: int = Field(
+        default=1, ge=1, le=100,
+        description="Engine replicas while serving: what `pulumi up` creates and `triptyque "
+        "resume` restores after a hard kill. On cloud, at most what the GPU pool holds at its "
+        "maxSize. Above 1, each replica gets its own model cache.",
+    )
     startup_seconds: int | None = Field(
         default=None, ge=60, le=7200,
         description="Overrides the spec's engine.startup_seconds (download + load) here.",
@@ -218,11 +229,27 @@ class Scaleway(_Config):
         return self
 
 
+# Scaleway image labels and the distribution release each is built on, which the edge bundle's
+# part for these nodes must match. "GPU OS 12 is a specialized OS image based on Ubuntu 24.04
+# (Noble)": scaleway/docs-content, pages/instances/reference-content/images-and-instantapps.mdx.
+IMAGE_PLATFORMS = {
+    "ubuntu_noble_gpu_os_12": "ubuntu-24.04",
+    "ubuntu_noble_gpu_os_13_nvidia": "ubuntu-24.04",
+    "ubuntu_jammy_gpu_os_12": "ubuntu-22.04",
+    "ubuntu_noble": "ubuntu-24.04",
+    "ubuntu_jammy": "ubuntu-22.04",
+    "debian_bookworm": "debian-12",
+}
+
+
 class Vms(_Config):
     """The cloud-vm flavour: GPU instances the edge playbooks then configure."""
 
     count: int = Field(default=1, ge=1, le=20)
     image: str = "ubuntu_noble_gpu_os_12"
+    platform: str | None = Field(
+        default=None, description="The image's distribution release (ubuntu-24.04), for an image "
+        "triptyque does not know; the inventory gives it to the nodes as triptyque_platform.")
     ssh_user: str = "root"
     ssh_public_key: Annotated[str, StringConstraints(pattern=r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-\S+) \S+")]
     ssh_source_ranges: list[Cidr] = Field(min_length=1)
@@ -235,6 +262,18 @@ class Vms(_Config):
     @model_validator(mode="after")
     def _no_clear_text_on_the_internet(self) -> Vms:
         refuse_plain_http(self.gateway_source_ranges, "vms.gatewaySourceRanges", self.allow_plain_http)
+        return self
+
+    @property
+    def node_platform(self) -> str:
+        return self.platform or IMAGE_PLATFORMS[self.image]
+
+    @model_validator(mode="after")
+    def _the_image_s_distribution_is_known(self) -> Vms:
+        if self.platform is None and self.image not in IMAGE_PLATFORMS:
+            raise ValueError(f"vms.image {self.image}: its distribution is unknown to triptyque; set "
+                             "vms.platform to its release (e.g. ubuntu-24.04), so the edge bundle "
+                             "carries packages for it")
         return self
 
 

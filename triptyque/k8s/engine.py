@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,8 @@ from triptyque.k8s.pods import (
 from triptyque.spec import ServiceSpec
 
 GPU_RESOURCE = "nvidia.com/gpu"
+# The engine replicas the stack serves with (what resume restores), on the engine Deployment.
+REPLICAS_ANNOTATION = "triptyque.io/serving-replicas"
 # A local model folder travels in a ConfigMap, whose limit is 1 MiB with its metadata.
 MODEL_FILES_LIMIT = 900 * 1024
 # Seconds a terminating engine keeps serving while Services and gateways stop sending to it.
@@ -28,6 +31,39 @@ DEREGISTER_SECONDS = 10
 # Before the startup probe's budget even starts: a GPU node to join (the pool autoscales, the
 # GPU operator advertises nvidia.com/gpu) and the multi-GB vLLM image to pull.
 SCHEDULE_AND_PULL_SECONDS = 900
+
+
+def gpus_per_node(node_type: str) -> int:
+    """GPUs of a Scaleway GPU node type, from its name: ``<GPU>-<count>-<memory>G`` (L4-1-24G,
+    L4-2-24G, L40S-4-48G, H100-SXM-8-80G); 1 for the older single-GPU names (GPU-3070-S, RENDER-S)."""
+    found = re.search(r"-(\d+)-\d+G$", node_type)
+    return int(found.group(1)) if found else 1
+
+
+def max_engine_replicas(spec: ServiceSpec, config: StackConfig) -> int | None:
+    """How many engines the Kapsule GPU pool holds at its maxSize; None where no pool bounds it."""
+    if config.target != "cloud" or not spec.resources.gpu_count:
+        return None
+    pool = config.scaleway_or_default.gpu_pool
+    node_type = pool.node_type or spec.resources.gpu_type  # as stacks/kapsule.py creates the pool
+    per_node = gpus_per_node(node_type) // spec.resources.gpu_count
+    if per_node == 0:
+        raise TargetError(
+            f"an engine needs {spec.resources.gpu_count} GPUs (resources.gpu_count) but a {node_type} "
+            f"node of the GPU pool has {gpus_per_node(node_type)}: choose a larger scaleway.gpuPool.nodeType")
+    return pool.max_size * per_node
+
+
+def engine_replicas(spec: ServiceSpec, config: StackConfig) -> int:
+    """The stack's engine replica count, refused when the GPU pool cannot hold it."""
+    wanted, most = config.engine.replicas, max_engine_replicas(spec, config)
+    if most is not None and wanted > most:
+        pool = config.scaleway_or_default.gpu_pool
+        raise TargetError(
+            f"triptyque:engine.replicas is {wanted} but the GPU pool holds at most {most} "
+            f"(maxSize {pool.max_size} x {most // pool.max_size} per node): raise "
+            "scaleway.gpuPool.maxSize or lower engine.replicas")
+    return wanted
 
 
 def startup_seconds(spec: ServiceSpec, config: StackConfig) -> int:
@@ -114,12 +150,35 @@ def model_files_name(names: Names, files: dict[str, bytes]) -> str:
     return f"{names.model_files}-{digest.hexdigest()[:10]}"
 
 
+def cache_claim_spec(config: StackConfig) -> dict[str, Any]:
+    # ReadWriteOnce: Scaleway's block storage (Kapsule's default class) attaches a volume to one
+    # node at a time, so replicas cannot share one cache.
+    claim: dict[str, Any] = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": config.model_cache.size}},
+    }
+    if config.model_cache.storage_class:
+        claim["storageClassName"] = config.model_cache.storage_class
+    return claim
+
+
+def _cache_volume(config: StackConfig, names: Names) -> dict[str, Any]:
+    """One engine: the named claim, kept across restarts, rollouts and a hard kill. Several:
+    a generic ephemeral volume, one claim per pod, made and removed with it (Kubernetes docs,
+    "Ephemeral Volumes": the claim is owned by the pod), so each replica has its own RWO cache
+    and fills it again when it starts on a new pod."""
+    if config.engine.replicas == 1:
+        return {"name": "cache", "persistentVolumeClaim": {"claimName": names.model_cache}}
+    return {"name": "cache", "ephemeral": {"volumeClaimTemplate": {
+        "metadata": {"labels": names.labels("engine")}, "spec": cache_claim_spec(config)}}}
+
+
 def _volumes(
-    spec: ServiceSpec, names: Names, model_map: str | None
+    spec: ServiceSpec, config: StackConfig, names: Names, model_map: str | None
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     shm_gib = max(1, spec.engine.tensor_parallel_size * 2)
     volumes: list[dict[str, Any]] = [
-        {"name": "cache", "persistentVolumeClaim": {"claimName": names.model_cache}},
+        _cache_volume(config, names),
         {"name": "tmp", "emptyDir": {"sizeLimit": "8Gi"}},
         # NCCL and PyTorch pass tensors through /dev/shm between tensor-parallel ranks.
         {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{shm_gib}Gi"}},
@@ -156,7 +215,7 @@ def gpu_node_selector(spec: ServiceSpec, config: StackConfig) -> dict[str, str]:
 def engine_deployment(
     spec: ServiceSpec, config: StackConfig, names: Names, image: str, model_map: str | None
 ) -> dict[str, Any]:
-    volumes, mounts = _volumes(spec, names, model_map)
+    volumes, mounts = _volumes(spec, config, names, model_map)
     startup_period = 10
     container: dict[str, Any] = {
         "name": "vllm",
@@ -197,15 +256,20 @@ def engine_deployment(
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": names.metadata(names.engine, "engine"),
+        "metadata": names.metadata(names.engine, "engine",
+                                   annotations={REPLICAS_ANNOTATION: str(config.engine.replicas)}),
         "spec": {
-            # No `replicas`: the kill switch owns them (a hard kill scales to 0, resume to 1).
+            # No `replicas`: the kill switch owns them (a hard kill scales to 0, resume to the
+            # stack's engine.replicas, also in the REPLICAS_ANNOTATION; `pulumi up` sets them on
+            # creation only, stacks/inference.py).
             # An applier leaves alone a field its manifest does not set: Kubernetes creates the
             # Deployment with 1, Pulumi and Flux apply server-side (unset fields are not theirs),
             # Argo CD diffs only what the manifest and its last apply hold; so neither a `pulumi
             # up` nor a GitOps self-heal brings a killed engine back.
-            # One GPU and one ReadWriteOnce cache: the old pod must go before the new one starts.
-            "strategy": {"type": "Recreate"},
+            # One engine (one GPU, one ReadWriteOnce cache): the old pod goes before the new one
+            # starts. Several: one pod at a time, each freeing its GPUs before its successor.
+            "strategy": {"type": "Recreate"} if config.engine.replicas == 1 else {
+                "type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
             # Kubernetes' default (600 s) is shorter than the startup probe allows.
             "progressDeadlineSeconds": rollout_seconds(spec, config),
             "revisionHistoryLimit": 5,
@@ -218,12 +282,7 @@ def engine_deployment(
 def engine_objects(
     spec: ServiceSpec, config: StackConfig, names: Names, image: str
 ) -> list[dict[str, Any]]:
-    cache_spec: dict[str, Any] = {
-        "accessModes": ["ReadWriteOnce"],
-        "resources": {"requests": {"storage": config.model_cache.size}},
-    }
-    if config.model_cache.storage_class:
-        cache_spec["storageClassName"] = config.model_cache.storage_class
+    engine_replicas(spec, config)
     objects: list[dict[str, Any]] = [
         {
             "apiVersion": "v1",
@@ -231,13 +290,14 @@ def engine_objects(
             "metadata": names.metadata(names.engine, "engine"),
             "automountServiceAccountToken": False,
         },
-        {
+    ]
+    if config.engine.replicas == 1:
+        objects.append({
             "apiVersion": "v1",
             "kind": "PersistentVolumeClaim",
             "metadata": names.metadata(names.model_cache, "engine"),
-            "spec": cache_spec,
-        },
-    ]
+            "spec": cache_claim_spec(config),
+        })
     files = model_files(spec)
     model_map = None if files is None else model_files_name(names, files)
     if files is not None and model_map is not None:

@@ -8,9 +8,9 @@ import math
 from typing import Any
 
 from triptyque.errors import TargetError
-from triptyque.gateway.settings import ClusterState, GatewaySettings
+from triptyque.gateway.settings import AUDIT_ARCHIVES, ClusterState, GatewaySettings, audit_archive_name
 from triptyque.k8s.config import StackConfig
-from triptyque.k8s.names import HTTP, SETTINGS_DIR, SETTINGS_FILE, Names
+from triptyque.k8s.names import HTTP, LISTENER_LABEL, METRICS, SETTINGS_DIR, SETTINGS_FILE, Names
 from triptyque.k8s.pods import (
     container_security,
     http_probe,
@@ -40,9 +40,15 @@ def gateway_settings(spec: ServiceSpec, config: StackConfig, names: Names) -> Ga
             "kill_switch.enabled is false; the Kubernetes targets refuse to deploy a gateway "
             "that cannot be stopped"
         )
+    if config.gateway.metrics_port == spec.gateway.port:
+        raise TargetError(
+            f"triptyque:gateway.metricsPort is the API port ({spec.gateway.port}) in "
+            f"Pulumi.{config.target}.yaml: choose another, /metrics must not be served to clients"
+        )
     return GatewaySettings(
         host="0.0.0.0",
         port=spec.gateway.port,
+        metrics_port=config.gateway.metrics_port,
         upstream_url=f"http://{names.engine}.{names.namespace}.svc:{spec.engine.port}",
         served_model=spec.model.served_name,
         api_keys=api_keys,
@@ -80,6 +86,19 @@ def _rbac(names: Names) -> list[dict[str, Any]]:
                 "resources": ["configmaps"],
                 "resourceNames": [names.killswitch],
                 "verbs": ["get", "list", "watch", "update", "patch"],
+            }, {
+                # The audit chain's archives (gateway.state_k8s): created once, immutable, read
+                # back by name. RBAC cannot limit create by resource name (Kubernetes docs, "Using
+                # RBAC Authorization": create requests cannot be restricted by resourceNames).
+                "apiGroups": [""],
+                "resources": ["configmaps"],
+                "resourceNames": [audit_archive_name(names.killswitch, number)
+                                  for number in range(1, AUDIT_ARCHIVES + 1)],
+                "verbs": ["get"],
+            }, {
+                "apiGroups": [""],
+                "resources": ["configmaps"],
+                "verbs": ["create"],
             }],
         },
         {
@@ -118,7 +137,8 @@ def gateway_deployment(
         "imagePullPolicy": "IfNotPresent",
         "command": ["python", "-m", "triptyque.gateway", "--settings", f"{SETTINGS_DIR}/{SETTINGS_FILE}"],
         "env": [{"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}],
-        "ports": [{"name": HTTP, "containerPort": spec.gateway.port, "protocol": "TCP"}],
+        "ports": [{"name": HTTP, "containerPort": spec.gateway.port, "protocol": "TCP"},
+                  {"name": METRICS, "containerPort": config.gateway.metrics_port, "protocol": "TCP"}],
         "resources": resources,
         "securityContext": container_security(),
         "volumeMounts": [
@@ -225,6 +245,24 @@ def _service(spec: ServiceSpec, config: StackConfig, names: Names) -> dict[str, 
     }
 
 
+def metrics_service(config: StackConfig, names: Names) -> dict[str, Any]:
+    """The metrics listener's own ClusterIP Service, for the ServiceMonitor (key names and token
+    counts stay inside the cluster: the public Service carries the API port alone)."""
+    metadata = names.metadata(names.gateway_metrics, "gateway")
+    metadata["labels"][LISTENER_LABEL] = METRICS
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata,
+        "spec": {
+            "type": "ClusterIP",
+            "selector": names.selector("gateway"),
+            "ports": [{"name": METRICS, "port": config.gateway.metrics_port, "targetPort": METRICS,
+                       "protocol": "TCP"}],
+        },
+    }
+
+
 def gateway_objects(
     spec: ServiceSpec, config: StackConfig, names: Names, image: str
 ) -> list[dict[str, Any]]:
@@ -246,4 +284,5 @@ def gateway_objects(
             "spec": {"maxUnavailable": 1, "selector": {"matchLabels": names.selector("gateway")}},
         },
         _service(spec, config, names),
+        metrics_service(config, names),
     ]

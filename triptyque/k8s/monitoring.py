@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from triptyque.k8s.config import StackConfig
-from triptyque.k8s.names import HTTP, Component, Names
+from triptyque.k8s.names import HTTP, LISTENER_LABEL, METRICS, Component, Names
 from triptyque.spec import ServiceSpec
 
 
@@ -43,8 +43,11 @@ def _monitor(config: StackConfig, metadata: dict[str, Any], selector: dict[str, 
 def _service_monitor(
     config: StackConfig, names: Names, component: Component, job: str, node_label: str
 ) -> dict[str, Any]:
-    name = names.gateway if component == "gateway" else names.engine
-    return _monitor(config, names.metadata(name, component), names.selector(component),
+    if component == "gateway":  # the metrics listener's own Service (k8s.gateway.metrics_service)
+        return _monitor(config, names.metadata(names.gateway, component),
+                        {**names.selector(component), LISTENER_LABEL: METRICS},
+                        {"matchNames": [names.namespace]}, METRICS, job, node_label)
+    return _monitor(config, names.metadata(names.engine, component), names.selector(component),
                     {"matchNames": [names.namespace]}, HTTP, job, node_label)
 
 

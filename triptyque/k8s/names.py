@@ -11,6 +11,10 @@ Component = Literal["engine", "gateway", "killswitch"]
 
 # The port name every Service and probe refers to.
 HTTP = "http"
+# The gateway's metrics listener: never in the public Service, only in its metrics Service.
+METRICS = "metrics"
+# On the gateways' metrics Service only: what their ServiceMonitor selects.
+LISTENER_LABEL = "triptyque.io/listener"
 # Engine mounts.
 CACHE_DIR = "/cache"
 MODELS_DIR = "/models"
@@ -34,6 +38,10 @@ class Names:
     @property
     def gateway(self) -> str:
         return f"{self.app}-gateway"
+
+    @property
+    def gateway_metrics(self) -> str:
+        return f"{self.app}-gateway-metrics"
 
     @property
     def gateway_settings(self) -> str:

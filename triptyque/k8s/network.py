@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 from triptyque.k8s.config import StackConfig
-from triptyque.k8s.names import HTTP, Names
+from triptyque.k8s.names import HTTP, METRICS, Names
 from triptyque.spec import ServiceSpec
 
 
@@ -19,7 +19,14 @@ def _from_namespace(namespace: str, pods: dict[str, str] | None = None) -> dict[
     return peer
 
 
-def _policy(names: Names, name: str, pods: dict[str, str], peers: list[dict[str, Any]]) -> dict[str, Any]:
+def _policy(names: Names, name: str, pods: dict[str, str], peers: list[dict[str, Any]],
+            *, metrics_peers: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """``peers`` may reach the pods' HTTP port; ``metrics_peers`` their metrics port only."""
+    # An empty ``from`` would admit every source (NetworkPolicy semantics): a rule without
+    # peers is left out instead.
+    rules = [{"from": peers, "ports": [{"protocol": "TCP", "port": HTTP}]}] if peers else []
+    if metrics_peers:
+        rules.append({"from": metrics_peers, "ports": [{"protocol": "TCP", "port": METRICS}]})
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -27,14 +34,14 @@ def _policy(names: Names, name: str, pods: dict[str, str], peers: list[dict[str,
         "spec": {
             "podSelector": {"matchLabels": pods},
             "policyTypes": ["Ingress"],
-            "ingress": [{"from": peers, "ports": [{"protocol": "TCP", "port": HTTP}]}],
+            "ingress": rules,
         },
     }
 
 
 def network_policies(config: StackConfig, names: Names) -> list[dict[str, Any]]:
     prometheus = _from_namespace(config.monitoring.namespace, config.monitoring.prometheus_pod_labels)
-    gateway_peers = [prometheus]
+    gateway_peers: list[dict[str, Any]] = []
     exposure = config.exposure
     if exposure.ingress is not None:
         gateway_peers.append(_from_namespace(exposure.ingress.controller_namespace))
@@ -55,7 +62,8 @@ def network_policies(config: StackConfig, names: Names) -> list[dict[str, Any]]:
         # nothing else in or out of the cluster reaches it.
         _policy(names, names.engine, names.selector("engine"),
                 [{"podSelector": {"matchLabels": names.selector("gateway")}}, prometheus]),
-        _policy(names, names.gateway, names.selector("gateway"), gateway_peers),
+        # Prometheus reaches the gateways' metrics listener only, and nothing else does.
+        _policy(names, names.gateway, names.selector("gateway"), gateway_peers, metrics_peers=[prometheus]),
     ]
 
 

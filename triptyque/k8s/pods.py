@@ -50,22 +50,32 @@ def pre_stop_sleep(seconds: int) -> dict[str, Any]:
 
 
 def pinned_images(spec: ServiceSpec, where: str) -> tuple[str, str]:
-    """The (engine, gateway) images; a TargetError when the spec has none or a placeholder."""
+    """The (engine, gateway) images; a TargetError when the spec has none or a placeholder.
+
+    A target without GPUs (resources.gpu_count: 0, the CPU-only cluster profile) runs vLLM's
+    CPU build, images.engine_cpu (made by `triptyque image build`); the others vLLM's image."""
     if spec.images is None:
         raise TargetError(
             f"{where}: images: the Kubernetes targets need images.engine and images.gateway, "
             "each pinned by digest (name@sha256:...)"
         )
-    for field, image in (("engine", spec.images.engine), ("gateway", spec.images.gateway)):
+    engine_field = "engine" if spec.resources.gpu_count else "engine_cpu"
+    engine = spec.images.engine if spec.resources.gpu_count else spec.images.engine_cpu
+    if engine is None:
+        raise TargetError(
+            f"{where}: images.engine_cpu: resources.gpu_count is 0, so the engine is vLLM's CPU "
+            "build; run `triptyque image build` to build it and record its digest here"
+        )
+    for field, image in ((engine_field, engine), ("gateway", spec.images.gateway)):
         if image.endswith(PLACEHOLDER_DIGEST):
             raise TargetError(
                 f"{where}: images.{field}: the digest is the zero placeholder; set the digest your "
                 f"registry reports for {image.split('@', 1)[0]} (e.g. `crane digest IMAGE`)"
             )
-    tag = spec.images.engine.split("@", 1)[0].rsplit("/", 1)[-1].partition(":")[2]
+    tag = engine.split("@", 1)[0].rsplit("/", 1)[-1].partition(":")[2]
     if tag and tag.lstrip("v") != spec.engine.version:
         raise TargetError(
-            f"{where}: images.engine is tagged {tag} but engine.version is {spec.engine.version}; "
+            f"{where}: images.{engine_field} is tagged {tag} but engine.version is {spec.engine.version}; "
             "pin the image of the version the spec names"
         )
-    return spec.images.engine, spec.images.gateway
+    return engine, spec.images.gateway

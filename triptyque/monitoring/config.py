@@ -121,6 +121,7 @@ PRODUCTION = Profile(
     holds=MappingProxyType({
         "KillSwitchEngaged": "1m",
         "AuditLogRewound": "1m",
+        "AuditWriteFailed": "1m",
         "EngineDown": "2m",
         "GatewayDown": "2m",
         "ExporterDown": "5m",
@@ -148,6 +149,7 @@ LOCAL = Profile(
     holds=MappingProxyType({
         "KillSwitchEngaged": "4s",
         "AuditLogRewound": "4s",
+        "AuditWriteFailed": "4s",
         "EngineDown": "10s",
         "GatewayDown": "10s",
         "ExporterDown": "10s",

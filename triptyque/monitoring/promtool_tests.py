@@ -145,6 +145,15 @@ def _scenarios(spec: ServiceSpec, profile: Profile) -> list[Scenario]:
             "entries of the kill-switch audit log were removed.",
         ),
         Scenario(
+            "AuditWriteFailed",
+            (Series(_gateway("triptyque_gateway_audit_write_failures_total"), 0, 1),),
+            {"severity": "critical", "service": service, "job": "triptyque-gateway",
+             "instance": "10.0.0.11:8080", "node": "edge-1"},
+            "Kill-switch decision not recorded on edge-1",
+            "Gateway 10.0.0.11:8080 could not record a kill-switch decision in its audit log; "
+            "serving is stopped (fail closed) until the log accepts entries and an operator resumes.",
+        ),
+        Scenario(
             "EngineDown",
             (Series(f"up{{{engine}}}", 1, 0), Series(_gateway("up"), 1, 1)),
             {"severity": "critical", "service": service, "job": "vllm",

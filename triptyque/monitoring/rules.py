@@ -264,6 +264,15 @@ def _service_alerts(spec: ServiceSpec, profile: Profile) -> list[Rule]:
                "Kill-switch audit log rewound on {{ $labels.node }}",
                "Gateway {{ $labels.instance }} reports audit sequence {{ $value }}, below what it "
                "reported earlier: entries of the kill-switch audit log were removed."),
+        # A decision the audit log or the state refused (a full ConfigMap whose archive cannot be
+        # written, a disk full): that gateway fails closed and the other replicas follow.
+        _alert("AuditWriteFailed",
+               f"increase(triptyque_gateway_audit_write_failures_total{{{GATEWAY}}}[10m]) > 0",
+               profile.hold("AuditWriteFailed"), "critical", spec,
+               "Kill-switch decision not recorded on {{ $labels.node }}",
+               "Gateway {{ $labels.instance }} could not record a kill-switch decision in its audit "
+               "log; serving is stopped (fail closed) until the log accepts entries and an operator "
+               "resumes."),
         _alert("EngineDown", f"up{{{ENGINE}}} == 0", profile.hold("EngineDown"), "critical", spec,
                "vLLM engine down on {{ $labels.node }}",
                "Prometheus cannot scrape the engine at {{ $labels.instance }}; the gateway on "

@@ -8,6 +8,8 @@ Layout of the state folder (``.triptyque/edge`` by default)::
     runs/<ident>/    events.jsonl and summary.json of every Ansible run
     runner/          ansible-runner's private folder
     hard-kill.json   which nodes had their engine stopped by ``kill --hard``
+    pull/            what pull nodes fetch, the fleet's kill state for them, their reports
+                     (``triptyque.edge.pull``; served by ``triptyque pull-serve``)
 
 ``up`` renders the playbook's variables from the spec and runs ``playbooks/site.yml``;
 ``kill`` and ``resume`` speak to every gateway at once over HTTP, and ``--hard`` also
@@ -27,16 +29,22 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from triptyque.targets.edge_hooks import EdgeHooks
 
+from triptyque.edge import pull
 from triptyque.edge.bundle import (
+    EngineBuild,
     Manifest,
+    PartSpec,
     build_for_spec,
+    checkout,
     default_cache_dir,
+    missing_parts,
     verify_bundle,
 )
-from triptyque.edge.inventory import EdgeNode, devices_needed, read_inventory
+from triptyque.edge.inventory import EdgeNode, parts_needed, read_hostvars, read_inventory
+from triptyque.edge.pull import Publication
 from triptyque.edge.render import render_vars
-from triptyque.edge.runner import RunSummary, ansible_tool, require_success, run_playbook
-from triptyque.engine import Device, default_device
+from triptyque.edge.runner import RunSummary, ansible_tool, playbooks_dir, require_success, run_playbook
+from triptyque.engine import default_device
 from triptyque.errors import TargetError
 from triptyque.keys import deployment_secrets, hash_key
 from triptyque.spec import ServiceSpec
@@ -88,15 +96,21 @@ class EdgeTarget:
     def admin_key(self) -> str:
         return os.environ.get("TRIPTYQUE_ADMIN_KEY") or self.secrets()["admin_key"]
 
-    def build_bundle(self, progress: Progress, devices: tuple[Device, ...] | None = None) -> Manifest:
-        """Build or refresh the bundle in the bundle folder (what ``triptyque bundle`` does)."""
-        return build_for_spec(self.spec, self.bundle_dir, devices=devices, progress=progress,
+    def build_bundle(self, progress: Progress, devices: tuple[EngineBuild, ...] | None = None,
+                     parts: tuple[PartSpec, ...] | None = None) -> Manifest:
+        """Build or refresh the bundle in the bundle folder (what ``triptyque bundle`` does).
+
+        Without ``devices`` or ``parts``: a part per (platform, Python, engine build) the
+        inventory's nodes run, so a mixed CPU/GPU/fake fleet gets every build it needs and an
+        Ubuntu node packages from its own archive."""
+        if devices is None and parts is None:
+            parts = parts_needed(self.nodes(), default_device(self.spec))
+        return build_for_spec(self.spec, self.bundle_dir, devices=devices, parts=parts, progress=progress,
                               cache_dir=self.cache_dir or default_cache_dir())
 
     def _bundle(self, progress: Progress) -> Manifest:
         if not self.prebuilt_bundle:
-            # Every engine build the inventory's nodes run, so a mixed CPU/GPU fleet gets both.
-            return self.build_bundle(progress, devices_needed(self.nodes(), default_device(self.spec)))
+            return self.build_bundle(progress)
         manifest = verify_bundle(self.bundle_dir)
         if (manifest.engine_version, manifest.model_served_name) != (
                 self.spec.engine.version, self.spec.model.served_name):
@@ -104,6 +118,16 @@ class EdgeTarget:
                 f"the bundle in {self.bundle_dir} holds vLLM {manifest.engine_version} and model "
                 f"{manifest.model_served_name}, the spec asks for {self.spec.engine.version} and "
                 f"{self.spec.model.served_name}: rebuild it with `triptyque bundle`")
+        # Every node must find its engine build: nodes that name their platform in their part,
+        # the others in the bundle's main part (whose platform the preflight then checks against
+        # the node's own facts).
+        wanted = parts_needed(self.nodes(), default_device(self.spec),
+                              controller=(manifest.platform, manifest.python))
+        missing = missing_parts(manifest, wanted)
+        if missing:
+            raise TargetError(f"the bundle in {self.bundle_dir} has no part for {', '.join(missing)}, which "
+                              f"the inventory's nodes run: rebuild it with `triptyque bundle --inventory "
+                              f"{self.inventory}`")
         progress(f"using bundle {manifest.id} from {self.bundle_dir}")
         return manifest
 
@@ -116,23 +140,64 @@ class EdgeTarget:
     # ---- up, down --------------------------------------------------------------------------
 
     def converge(self, progress: Progress, *, check: bool = False, diff: bool = False,
-                 extra: dict[str, Any] | None = None) -> RunSummary:
-        """Run site.yml once and return its summary, failed or not (``up`` raises instead)."""
-        self.nodes()
+                 extra: dict[str, Any] | None = None, enroll: bool = False) -> RunSummary:
+        """Run site.yml once and return its summary, failed or not (``up`` raises instead).
+        Pull nodes get a new publication instead; ``enroll`` also installs their agent."""
+        nodes = self.nodes()
         manifest = self._bundle(progress)
         rendered = self.extravars(manifest)
         (self.root / "vars.json").write_text(json.dumps(rendered, indent=2) + "\n")
+        # Pull nodes converge themselves from the publication (triptyque.edge.pull); the
+        # controller pushes to the others only.
+        pulled = [n.name for n in nodes if n.mode == "pull"]
+        if pulled and not check:
+            self.publish_pull(manifest, {**rendered, **(extra or {})}, progress)
+            if enroll:
+                # Enrolled first, the pull nodes converge themselves while the others are pushed.
+                self.enroll_pull(progress)
+        pushed = [n.name for n in nodes if n.mode != "pull"]
+        if not pushed:
+            return RunSummary(ident="", playbook="site.yml", status="successful")
         return run_playbook("site.yml", inventory=self.inventory,
                             extravars={**rendered, **(extra or {})},
-                            state_dir=self.root, progress=progress, check=check, diff=diff)
+                            state_dir=self.root, progress=progress, check=check, diff=diff,
+                            limit=",".join(pushed) if pulled else None)
 
     def up(self, progress: Progress) -> list[Endpoint]:
         nodes = self.nodes()
         progress(f"converging {len(nodes)} edge node(s): {', '.join(n.name for n in nodes)}")
-        summary = require_success(self.converge(progress), "the edge rollout (site.yml)")
-        progress(f"converged in {summary.seconds:.0f} s, {summary.changed()} change(s); "
-                 f"events in {summary.folder}")
+        summary = require_success(self.converge(progress, enroll=True), "the edge rollout (site.yml)")
+        if summary.ident:
+            progress(f"converged in {summary.seconds:.0f} s, {summary.changed()} change(s); "
+                     f"events in {summary.folder}")
+        if any(n.mode == "pull" for n in nodes):
+            progress("pull nodes converge themselves on their timer and report to the pull endpoint")
         return [Endpoint(f"{node.name} (OpenAI API)", f"{node.gateway_url}/v1") for node in nodes]
+
+    # ---- pull mode ---------------------------------------------------------------------------
+
+    def publish_pull(self, manifest: Manifest, rendered: dict[str, Any], progress: Progress) -> Publication:
+        """What the pull nodes fetch: the same variables and roles as a push (edge.pull)."""
+        hostvars = read_hostvars(self.inventory, ansible_inventory=ansible_tool("ansible-inventory"))
+        nodes = {n.name: hostvars.get(n.name, {}) for n in self.nodes() if n.mode == "pull"}
+        return pull.publish(self.root, manifest=manifest, bundle_dir=self.bundle_dir, extravars=rendered,
+                            nodes=nodes, playbooks=playbooks_dir(), cache_dir=self.cache_dir or default_cache_dir(),
+                            lock=checkout() / "requirements.lock", progress=progress)
+
+    def enroll_pull(self, progress: Progress) -> RunSummary:
+        """Install the pull agent on the pull nodes that answer now (pull.yml); one that is
+        offline is reported and enrolled by a later ``up``."""
+        names = [n.name for n in self.nodes() if n.mode == "pull"]
+        secret = pull.fleet_secret(self.root, create=True)
+        summary = run_playbook(
+            "pull.yml", inventory=self.inventory, state_dir=self.root, progress=progress,
+            limit=",".join(names),
+            extravars={"triptyque_pull_tokens": {name: pull.node_token(secret, name) for name in names},
+                       "triptyque_pull_gateway_port": self.spec.gateway.port,
+                       "triptyque_pull_fleet_operators": [ADMIN_KEY_NAME]})
+        for line in summary.failures:
+            progress(f"pull node not enrolled ({line}): run `triptyque up edge` again once it is online")
+        return summary
 
     def down(self, progress: Progress) -> None:
         self.nodes()
@@ -156,10 +221,36 @@ class EdgeTarget:
             node = result.facts.get("triptyque_node_status", {})
             report.extra.update(release=node.get("current", ""), previous=node.get("previous", ""),
                                 units=parse_units(node.get("units", "")))
+        self._pull_reports(reports)
         return reports
+
+    def _pull_reports(self, reports: list[NodeReport]) -> None:
+        """A pull node's last report (release, health, when): what is known of a site offline now."""
+        pulled = {n.name for n in self.nodes() if n.mode == "pull"}
+        if not pulled:
+            return
+        folder = pull.pull_dir(self.root)
+        published = json.loads((folder / "publication.json").read_text()) \
+            if (folder / "publication.json").exists() else None
+        last = pull.reports(self.root)
+        for report in reports:
+            if report.node in pulled:
+                report.extra["pull"] = pull.report_summary(last.get(report.node), published, time.time())
+
+    def _record_fleet_state(self, engaged: bool, operator: str, reason: str,
+                            reports: list[NodeReport]) -> None:
+        """Pull nodes offline now obey the decision when they reconnect (edge.pull)."""
+        if not any(n.mode == "pull" for n in self.nodes()):
+            return
+        if not engaged and any(r.reachable and r.engaged for r in reports):
+            return  # a resume still waiting for its second approver (two-person rule)
+        state = pull.record_kill_state(self.root, engaged=engaged, operator=operator, reason=reason)
+        for report in reports:
+            report.extra["fleet_kill_seq"] = state["seq"]
 
     def kill(self, operator: str, reason: str, *, hard: bool = False) -> list[NodeReport]:
         reports = asyncio.run(admin_fleet(self.gateways(), self.admin_key(), "kill", operator, reason))
+        self._record_fleet_state(True, operator, reason, reports)
         if hard and self.spec.kill_switch.stop_engine_on_hard_kill:
             self._set_engines("stopped", reports, _quiet)
             (self.root / "hard-kill.json").write_text(json.dumps(
@@ -178,6 +269,7 @@ class EdgeTarget:
                                           operator, reason))
         for report, engine in zip(reports, started, strict=False):
             report.extra.update(engine.extra)
+        self._record_fleet_state(False, operator, reason, reports)
         if marker.exists() and all(r.extra.get("engine_started", True) for r in started):
             marker.unlink()
         return reports

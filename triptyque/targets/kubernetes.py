@@ -103,6 +103,6 @@ class KubernetesTarget(PulumiStack):
 
     def resume(self, operator: str, reason: str, progress: Progress | None = None) -> list[NodeReport]:
         started = time.perf_counter()
-        engine = self.cluster().scale(self.names.engine, 1)
+        engine = self.cluster().scale(self.names.engine, self.config.engine.replicas)
         asyncio.run(self.cluster().decide(self.names.killswitch, "resume", operator, reason))
         return [*self._confirm(False, started), engine]
