@@ -49,3 +49,12 @@ def test_the_registry_asks_for_an_inventory(edge_spec, tmp_path):
         make_target("edge", edge_spec, state_root=tmp_path)
     target = make_target("edge", edge_spec, state_root=tmp_path, inventory=EXAMPLE)
     assert target.name == "edge"
+
+
+def test_an_unknown_engine_build_in_the_inventory_is_one_line_naming_the_node() -> None:
+    from triptyque.edge.inventory import EdgeNode, parts_needed
+
+    node = EdgeNode(name="shop", address="10.0.0.1", gateway_url="http://10.0.0.1:8080", device="tpu")
+    with pytest.raises(TargetError) as refused:
+        parts_needed([node], "cpu", controller=("debian-12-amd64", "3.11"))
+    assert str(refused.value) == ("triptyque_engine_device tpu for shop in the inventory: use cpu, gpu or fake")

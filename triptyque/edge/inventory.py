@@ -85,15 +85,21 @@ def nodes_from_listing(listing: dict[str, Any], gateway_port: int, group: str = 
     return nodes
 
 
+def engine_build(node: EdgeNode, default: Device) -> EngineBuild:
+    """The engine build ``node`` runs: its own ``triptyque_engine_device``, else ``default``."""
+    wanted = node.device or default
+    for build in ENGINE_BUILDS:
+        if build == wanted:
+            return build
+    raise TargetError(f"triptyque_engine_device {wanted} for {node.name} in the inventory: use "
+                      f"{', '.join(ENGINE_BUILDS[:-1])} or {ENGINE_BUILDS[-1]}")
+
+
 def devices_needed(nodes: list[EdgeNode], default: Device) -> tuple[EngineBuild, ...]:
     """Every engine build the fleet runs (a node without its own runs ``default``), so one
     bundle serves a mixed CPU/GPU fleet; a fleet of ``fake`` nodes (the scale-test profile)
     gets no vLLM wheels at all."""
-    wanted = {node.device or default for node in nodes}
-    unknown = sorted(wanted - set(ENGINE_BUILDS))
-    if unknown:
-        raise TargetError(f"triptyque_engine_device {', '.join(unknown)} in the inventory: use "
-                          f"{', '.join(ENGINE_BUILDS[:-1])} or {ENGINE_BUILDS[-1]}")
+    wanted = {engine_build(node, default) for node in nodes}
     return tuple(device for device in ENGINE_BUILDS if device in wanted)
 
 
@@ -102,7 +108,6 @@ def parts_needed(nodes: list[EdgeNode], default: Device,
     """Every (platform, Python, engine build) the fleet runs, so the bundle holds a part for
     each. A node without ``triptyque_platform`` runs the controller's (platform, Python); one
     with it runs that release's own python3 unless ``triptyque_python`` says otherwise."""
-    devices_needed(nodes, default)  # refuses an unknown engine build
     own = controller or controller_part()
     wanted = set()
     for node in nodes:
@@ -113,7 +118,7 @@ def parts_needed(nodes: list[EdgeNode], default: Device,
             platform, python = own[0], node.python or own[1]
         if not _PYTHON.match(python):
             raise TargetError(f"triptyque_python {python!r} for {node.name}: write major.minor, e.g. 3.12")
-        wanted.add(PartSpec(platform, python, node.device or default))  # type: ignore[arg-type]
+        wanted.add(PartSpec(platform, python, engine_build(node, default)))
     return tuple(sorted(wanted, key=lambda p: (p.platform, p.python, p.device)))
 
 
