@@ -4,15 +4,17 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
+# The edge fleet's lane beside the rest (tests/conftest.py); 1 for one process.
+TEST_LANES ?= 2
 
 .PHONY: demo test lint bench venv system-deps lock clean
 
 demo: system-deps venv  ## bring the local target up, serve, kill, resume, shut down
 	$(BIN)/triptyque demo
 
-test: system-deps venv  ## the whole suite, real engine included
+test: system-deps venv  ## the whole suite, real engine included, in two lanes (tests/conftest.py)
 	bash tests/k8s/setup_checkov.sh
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_LANES) --dist loadgroup $(PYTEST_ARGS)
 
 bench: venv  ## gateway overhead vs vLLM and a fake engine, kill-switch timing (incl. the edge fleet), overload (~11 min); as root also the edge scale curves, 2-32 nodes (about an hour more)
 	$(BIN)/python -m bench $(BENCH_ARGS)

@@ -185,30 +185,41 @@ def test_a_node_that_boots_while_the_fleet_is_stopped_never_serves(fleet: Fleet,
     fleet.ssh(node, "systemctl disable --now triptyque-pull-watch.service triptyque-pull.timer")
     reason = "pull test: stopped while edge1 was powered off"
     pull.record_kill_state(edge.root, engaged=True, operator="ci", reason=reason)
-    answers: list[int] = []
+    # What the node's gateway answered, sampled by one thread: (HTTP status, kill_switch_engaged).
+    answers: list[tuple[int, object]] = []
     stop = threading.Event()
 
     def watch() -> None:
         while not stop.is_set():
-            answers.append(readyz(url)[0])
+            status, body = readyz(url)
+            answers.append((status, body.get("kill_switch_engaged")))
             stop.wait(0.2)
+
+    def after_the_poweroff() -> list[tuple[int, object]]:
+        seen = list(answers)
+        down = next((i for i, (status, _) in enumerate(seen) if status != 200), len(seen))
+        return seen[down:]
 
     watcher = threading.Thread(target=watch)
     watcher.start()
     try:
-        fleet.reboot(PULLED)
-        wait_until(lambda: readyz(url)[1].get("kill_switch_engaged") is True, timeout=60,
-                   what=f"{PULLED}'s gateway to answer, stopped, after the boot")
-    finally:
-        stop.set()
-        watcher.join()
-    # Serving until the poweroff, then down (0), then refusing (503): never a 200 after the boot.
-    first_down = next(i for i, answer in enumerate(answers) if answer != 200)
-    assert 200 not in answers[first_down:] and 503 in answers, answers
-    entry = json.loads(fleet.ssh(node, "tail -n 1 /var/lib/triptyque/gateway/audit.jsonl").stdout)
-    assert (entry["action"], entry["operator"]) == ("kill", "pull-agent") and reason in entry["reason"]
-    pull.record_kill_state(edge.root, engaged=False, operator="ci", reason="pull test: boot test over")
-    fleet.ssh(node, "systemctl enable --now triptyque-pull-watch.service triptyque-pull.timer")
+        try:
+            fleet.reboot(PULLED)
+            # Wait on what the sampler itself saw, so that no answer between two samples is missed.
+            wait_until(lambda: any(engaged is True for _, engaged in after_the_poweroff()), timeout=60,
+                       what=f"{PULLED}'s gateway to answer, stopped, after the boot")
+        finally:
+            stop.set()
+            watcher.join()
+        # Serving until the poweroff, then down (0), then refusing (503): never a 200 after the boot.
+        after = after_the_poweroff()
+        assert [status for status, _ in after if status == 200] == [], answers
+        assert (503, True) in after, answers
+        entry = json.loads(fleet.ssh(node, "tail -n 1 /var/lib/triptyque/gateway/audit.jsonl").stdout)
+        assert (entry["action"], entry["operator"]) == ("kill", "pull-agent") and reason in entry["reason"]
+    finally:  # the next test needs the node pulling again, whatever happened here
+        pull.record_kill_state(edge.root, engaged=False, operator="ci", reason="pull test: boot test over")
+        fleet.ssh(node, "systemctl enable --now triptyque-pull-watch.service triptyque-pull.timer")
     wait_until(lambda: readyz(url)[0] == 200, timeout=REFUSE_WITHIN_SECONDS, what=f"{PULLED} serving")
 
 

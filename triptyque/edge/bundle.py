@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Literal
 
 from triptyque import __version__
+from triptyque.cachefill import fill_once, locked
 from triptyque.edge.platforms import Apt, download_wheels, split_platform
 from triptyque.engine import DEVICES, Device, default_device
 from triptyque.errors import MissingToolError, TargetError
@@ -192,7 +193,9 @@ def _memo(cache: Path | None, key: str, compute: Callable[[], str]) -> str:
         return path.read_text()
     value = compute()
     cache.mkdir(parents=True, exist_ok=True)
-    path.write_text(value)
+    partial = path.with_name(f"{path.name}.{os.getpid()}")  # never a half-written memo
+    partial.write_text(value)
+    partial.replace(path)
     return value
 
 
@@ -257,15 +260,15 @@ def engine_wheelhouse(device: Device, version: str, cache_dir: Path,
     requirement = f"{ENGINE_PACKAGES[device]}=={version}"
     pins = constraints.read_bytes() if constraints and constraints.exists() else b""
     key = hashlib.sha256(f"{requirement}|{sys.version_info[:2]}|".encode() + pins).hexdigest()[:12]
-    folder = cache_dir / "wheelhouse" / f"engine-{device}-{version}-{key}"
-    if not (folder / ".complete").exists():
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
+
+    def fill(folder: Path) -> str:
         args = ["wheel", "--quiet", "--wheel-dir", str(folder), requirement]
         if pins:
             args += ["--constraint", str(constraints)]
         _pip(*args)
-        (folder / ".complete").write_text(requirement)
+        return requirement
+
+    folder = fill_once(cache_dir / "wheelhouse" / f"engine-{device}-{version}-{key}", fill)
     excluded = ENGINE_EXCLUDED[device]
     return sorted(w for w in folder.glob("*.whl") if _project_name(w) not in excluded)
 
@@ -326,10 +329,11 @@ def gateway_wheelhouse(project_root: Path, work: Path, constraints: Path | None)
 def pip_wheel(cache_dir: Path) -> Path:
     """pip itself: nodes make their virtualenvs with ``--without-pip`` and run pip from this."""
     folder = cache_dir / "wheelhouse" / "pip"
-    found = sorted(folder.glob("pip-*.whl"))
-    if not found:
-        _pip("download", "--quiet", "--no-deps", "--only-binary=:all:", "--dest", str(folder), "pip")
+    with locked(folder):
         found = sorted(folder.glob("pip-*.whl"))
+        if not found:
+            _pip("download", "--quiet", "--no-deps", "--only-binary=:all:", "--dest", str(folder), "pip")
+            found = sorted(folder.glob("pip-*.whl"))
     return found[-1]
 
 
@@ -346,12 +350,11 @@ def debian_packages(names: Iterable[str], cache_dir: Path) -> list[Path]:
     downloaded once per set of names (no root needed: apt works in a folder of its own)."""
     wanted = sorted(set(names))
     key = hashlib.sha256(" ".join(wanted).encode()).hexdigest()[:12]
-    folder = cache_dir / "debs" / f"closure-{key}"
-    if not (folder / ".complete").exists():
+
+    def fill(folder: Path) -> str:
         if shutil.which("apt-get") is None:
             raise MissingToolError("apt-get not found: build the bundle on a Debian machine")
-        shutil.rmtree(folder, ignore_errors=True)
-        (folder / "partial").mkdir(parents=True)
+        (folder / "partial").mkdir()
         status = folder / "status"
         status.write_text("")
         result = subprocess.run(closure_command(wanted, folder, status),
@@ -359,14 +362,19 @@ def debian_packages(names: Iterable[str], cache_dir: Path) -> list[Path]:
         if result.returncode != 0:
             raise TargetError(f"apt-get could not download {', '.join(wanted)}: "
                               f"{result.stderr.strip()[-500:]} (run `apt-get update` and try again)")
-        (folder / ".complete").write_text("\n".join(wanted))
-    return sorted(folder.glob("*.deb"))
+        return "\n".join(wanted)
+
+    return sorted(fill_once(cache_dir / "debs" / f"closure-{key}", fill).glob("*.deb"))
 
 
 def debian_package(name: str, cache_dir: Path) -> Path:
     """``apt-get download`` one package alone (no dependencies), once; cached by name."""
     folder = cache_dir / "debs"
-    folder.mkdir(parents=True, exist_ok=True)
+    with locked(folder / name):
+        return _download_package(name, folder)
+
+
+def _download_package(name: str, folder: Path) -> Path:
     found = sorted(folder.glob(f"{name}_*.deb"))
     if not found:
         if shutil.which("apt-get") is None:
@@ -487,12 +495,14 @@ def _engine_wheels(device: Device, version: str, python: str, platform: str, *, 
     requirement = f"{ENGINE_PACKAGES[device]}=={version}"
     pins = constraints.read_bytes() if constraints and constraints.exists() else b""
     key = hashlib.sha256(f"{requirement}|{python}|{platform}|".encode() + pins).hexdigest()[:12]
-    folder = cache_dir / "wheelhouse" / f"engine-{device}-{version}-{platform}-py{python}-{key}"
-    if not (folder / ".complete").exists():
-        shutil.rmtree(folder, ignore_errors=True)
+
+    def fill(folder: Path) -> str:
         download_wheels([requirement], folder, python=python, distribution=distribution, arch=arch,
                         constraints=constraints)
-        (folder / ".complete").write_text(requirement)
+        return requirement
+
+    folder = fill_once(cache_dir / "wheelhouse" / f"engine-{device}-{version}-{platform}-py{python}-{key}",
+                       fill)
     return sorted(w for w in folder.glob("*.whl") if _project_name(w) not in ENGINE_EXCLUDED[device])
 
 
@@ -527,14 +537,16 @@ def _system_debs(names: list[str], platform: str, *, native: bool, cache_dir: Pa
     home = cache_dir / "debs" / platform
     debs: list[Path] = []
     if names:
-        folder = home / f"closure-{hashlib.sha256(' '.join(names).encode()).hexdigest()[:12]}"
-        if not (folder / ".complete").exists():
-            shutil.rmtree(folder, ignore_errors=True)
+
+        def fill(folder: Path) -> str:
             apt.fresh(lambda: apt.closure(names, folder))
-            (folder / ".complete").write_text("\n".join(names))
-        debs = sorted(folder.glob("*.deb"))
-    found = sorted(home.glob(f"{NODE_EXPORTER_DEB}_*.deb"))
-    return debs, found[-1] if found else apt.fresh(lambda: apt.download(NODE_EXPORTER_DEB, home))
+            return "\n".join(names)
+
+        folder = home / f"closure-{hashlib.sha256(' '.join(names).encode()).hexdigest()[:12]}"
+        debs = sorted(fill_once(folder, fill).glob("*.deb"))
+    with locked(home / NODE_EXPORTER_DEB):
+        found = sorted(home.glob(f"{NODE_EXPORTER_DEB}_*.deb"))
+        return debs, found[-1] if found else apt.fresh(lambda: apt.download(NODE_EXPORTER_DEB, home))
 
 
 def _build_part(spec: ServiceSpec, spec_part: tuple[str, str], devices: tuple[EngineBuild, ...], *,

@@ -25,6 +25,7 @@ from typing import TypeVar
 
 import httpx
 
+from triptyque.cachefill import locked
 from triptyque.errors import MissingToolError, TargetError
 
 T = TypeVar("T")
@@ -176,8 +177,14 @@ def verified_keyring(distribution: Distribution, arch: str, cache_dir: Path) -> 
     keyring = distribution.keyring
     folder = cache_dir / "keyrings" / keyring.sha256[:16]
     path = folder / Path(keyring.member).name
-    if path.exists():
-        return path
+    with locked(folder):
+        if not path.exists():
+            _extract_keyring(distribution, arch, folder, path)
+    return path
+
+
+def _extract_keyring(distribution: Distribution, arch: str, folder: Path, path: Path) -> None:
+    keyring = distribution.keyring
     if shutil.which("dpkg-deb") is None:
         raise MissingToolError("dpkg-deb not found: build the bundle on a Debian or Ubuntu machine")
     data = _fetch(f"{distribution.mirror(arch)}/{keyring.package}")
@@ -193,7 +200,6 @@ def verified_keyring(distribution: Distribution, arch: str, cache_dir: Path) -> 
     shutil.copy2(extract / keyring.member, path)
     shutil.rmtree(extract)
     deb.unlink()
-    return path
 
 
 class Apt:
@@ -247,11 +253,12 @@ class Apt:
     def fresh(self, fetch: Callable[[], T]) -> T:
         """``fetch()``, once more after ``apt-get update`` if it failed: cached lists may name
         versions the archive has since replaced with their updates."""
-        try:
-            return fetch()
-        except TargetError:
-            self.update()
-            return fetch()
+        with locked(self.root):  # one apt run at a time in this folder (it runs without apt's locks)
+            try:
+                return fetch()
+            except TargetError:
+                self.update()
+                return fetch()
 
     def closure(self, names: Iterable[str], folder: Path) -> list[Path]:
         """``names`` and everything they need on an empty system, as .debs of this release."""

@@ -38,7 +38,6 @@ import json
 import os
 import re
 import secrets
-import shutil
 import socket
 import subprocess
 import sys
@@ -199,6 +198,7 @@ def node_part(hostvars: dict[str, Any]) -> tuple[str, str]:
 def ansible_wheels(cache_dir: Path, lock: Path, part: tuple[str, str] | None = None) -> list[Path]:
     """ansible-core at its locked version and its dependencies, as wheels for the node's
     Python and C library (``part``; the controller's own when None)."""
+    from triptyque.cachefill import fill_once
     from triptyque.edge.bundle import controller_part
     from triptyque.edge.platforms import download_wheels, split_platform
 
@@ -206,10 +206,8 @@ def ansible_wheels(cache_dir: Path, lock: Path, part: tuple[str, str] | None = N
     native = part is None or part == controller_part()
     platform, python = part or controller_part()
     key = hashlib.sha256(lock.read_bytes() + f"{platform}|{python}".encode()).hexdigest()[:12]
-    folder = cache_dir / "wheelhouse" / f"ansible-core-{version}-{platform}-py{python}-{key}"
-    if not (folder / ".complete").exists():
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
+
+    def fill(folder: Path) -> str:
         requirement = f"ansible-core=={version}"
         if native:
             result = subprocess.run(
@@ -223,7 +221,9 @@ def ansible_wheels(cache_dir: Path, lock: Path, part: tuple[str, str] | None = N
             distribution, arch = split_platform(platform)
             download_wheels([requirement], folder, python=python, distribution=distribution, arch=arch,
                             constraints=lock)
-        (folder / ".complete").write_text(version)
+        return version
+
+    folder = fill_once(cache_dir / "wheelhouse" / f"ansible-core-{version}-{platform}-py{python}-{key}", fill)
     return sorted(folder.glob("*.whl"))
 
 
