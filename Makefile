@@ -14,7 +14,7 @@ demo: system-deps venv  ## bring the local target up, serve, kill, resume, shut 
 
 test: system-deps venv  ## the whole suite, real engine included, in two lanes (tests/conftest.py)
 	bash tests/k8s/setup_checkov.sh
-	$(BIN)/python -m pytest -n $(TEST_LANES) --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_LANES) --dist loadscope $(PYTEST_ARGS)
 
 bench: venv  ## gateway overhead vs vLLM and a fake engine, kill-switch timing (incl. the edge fleet), overload (~11 min); as root also the edge scale curves, 2-32 nodes (about an hour more)
 	$(BIN)/python -m bench $(BENCH_ARGS)
