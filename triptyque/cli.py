@@ -655,9 +655,12 @@ def pull_serve(
     listen: Annotated[list[str], typer.Option(
         "--listen", help="ADDRESS:PORT the pull nodes reach; repeat for several addresses.")],
     state_dir: StateOption = DEFAULT_STATE,
+    tls_cert: Annotated[Path | None, typer.Option(
+        "--tls-cert", help="PEM certificate: serve HTTPS (give the nodes its CA as triptyque_pull_ca).")] = None,
+    tls_key: Annotated[Path | None, typer.Option("--tls-key", help="PEM private key of --tls-cert.")] = None,
 ) -> None:
     """Serve the edge pull nodes: their publication, the fleet's kill state, their reports."""
-    from triptyque.edge.pull import serve
+    from triptyque.edge.pull import Tls, serve
 
     try:
         pairs = [item.rpartition(":") for item in listen]
@@ -666,8 +669,12 @@ def pull_serve(
         ports = {int(port) for _, _, port in pairs}
         if len(ports) != 1:
             raise TargetError("--listen: use one port for every address")
-        console.print(f"pull endpoint on {', '.join(listen)}; Ctrl-C stops it")
-        serve(state_dir / "edge", [host.strip("[]") for host, _, _ in pairs], ports.pop())
+        if (tls_cert is None) != (tls_key is None):
+            raise TargetError("--tls-cert and --tls-key go together: give both, or neither for plain HTTP")
+        tls = Tls(tls_cert, tls_key).check() if tls_cert and tls_key else None
+        scheme = "https" if tls else "http"
+        console.print(f"pull endpoint on {', '.join(f'{scheme}://{item}' for item in listen)}; Ctrl-C stops it")
+        serve(state_dir / "edge", [host.strip("[]") for host, _, _ in pairs], ports.pop(), tls)
     except TriptyqueError as exc:
         raise fail(exc) from None
 

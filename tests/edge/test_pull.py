@@ -15,6 +15,7 @@ import asyncio
 import json
 import os
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ import httpx
 import pytest
 
 from tests.edge.conftest import CACHE, Log, gateway
+from tests.support import ROOT
 from tests.support.fleet import Fleet
 from triptyque.edge import pull
 from triptyque.spec import ServiceSpec
@@ -146,15 +148,23 @@ def test_pull_nodes_converge_from_their_bundle_on_their_timer(fleet: Fleet, edge
         name: (release, True) for name, release in releases.items()}
 
 
+def engine_state(fleet: Fleet, name: str) -> str:
+    return fleet.ssh(fleet.node(name), "systemctl is-active triptyque-engine", check=False).stdout.strip()
+
+
 @pytest.mark.fleet
 def test_a_node_offline_during_a_fleet_kill_refuses_as_soon_as_it_reconnects(fleet: Fleet,
                                                                             edge: EdgeTarget):
     url = gateway(fleet.node(PULLED), edge.spec.gateway.port)
     assert readyz(url)[0] == 200
     fleet.disconnect(PULLED)
-    reports = {r.node: r for r in edge.kill("ci", "pull test: fleet kill while edge1 is offline")}
+    # A hard kill: the gateways refuse and the engines stop (engine.yml over SSH for the nodes
+    # reachable now; the node's own agent for the others, when they learn the fleet's state).
+    reports = {r.node: r for r in edge.kill("ci", "pull test: fleet kill while edge1 is offline", hard=True)}
     assert (reports[PEER].reachable, reports[PEER].engaged) == (True, True)
-    assert reports[PULLED].reachable is False
+    assert reports[PEER].extra["engine_stopped"] is True
+    assert reports[PULLED].reachable is False and reports[PULLED].extra["engine_stopped"] is False
+    assert engine_state(fleet, PEER) != "active"
     reconnected = time.monotonic()
     fleet.reconnect(PULLED)
 
@@ -165,6 +175,8 @@ def test_a_node_offline_during_a_fleet_kill_refuses_as_soon_as_it_reconnects(fle
     wait_until(refusing, timeout=REFUSE_WITHIN_SECONDS, interval=0.2,
                what=f"{PULLED} to refuse after reconnecting")
     print(f"{PULLED}: refusing {time.monotonic() - reconnected:.1f} s after its link came back")
+    wait_until(lambda: engine_state(fleet, PULLED) != "active", timeout=REFUSE_WITHIN_SECONDS, interval=0.5,
+               what=f"{PULLED}'s agent to stop its engine (hard kill learnt on reconnecting)")
     audit = fleet.ssh(fleet.node(PULLED), "tail -n 1 /var/lib/triptyque/gateway/audit.jsonl").stdout
     entry = json.loads(audit)
     assert (entry["action"], entry["operator"]) == ("kill", "pull-agent")
@@ -172,8 +184,9 @@ def test_a_node_offline_during_a_fleet_kill_refuses_as_soon_as_it_reconnects(fle
     resumed = edge.resume("ci", "pull test over")
     assert [(r.node, r.reachable, r.engaged) for r in resumed] == [
         (PULLED, True, False), (PEER, True, False)]
-    # The fleet's state now says released: the watcher keeps edge1 serving.
-    wait_until(lambda: readyz(url)[0] == 200, timeout=REFUSE_WITHIN_SECONDS, what=f"{PULLED} serving")
+    # The fleet's state now says released: the engines run again and edge1 serves.
+    wait_until(lambda: readyz(url)[0] == 200, timeout=60, what=f"{PULLED} serving")
+    assert engine_state(fleet, PULLED) == engine_state(fleet, PEER) == "active"
 
 
 @pytest.mark.fleet
@@ -253,6 +266,34 @@ def test_a_node_offline_during_an_upgrade_catches_up_to_the_same_release(fleet: 
     assert report(edge, PULLED)["release"] == after
     assert {r.node: r.extra["pull"]["up_to_date"] for r in upgraded.status()} == {
         PULLED: True, PEER: True}
+
+
+@pytest.mark.fleet
+def test_down_stops_the_agent_first_up_brings_it_back_and_a_purge_removes_it(fleet: Fleet, edge: EdgeTarget):
+    from triptyque.edge.runner import require_success, run_playbook
+
+    edge.down(Log())
+    for node in fleet.nodes:
+        states = fleet.ssh(node, "systemctl is-active triptyque-pull.timer triptyque-pull-watch.service "
+                                 "triptyque-gateway triptyque-engine", check=False).stdout.split()
+        assert states == ["inactive"] * 4, (node.name, states)
+    # Nothing converges it back up while it is down: the agent's units are disabled too.
+    assert fleet.ssh(fleet.node(PEER), "systemctl is-enabled triptyque-pull.timer",
+                     check=False).stdout.strip() == "disabled"
+    # `up` enrolls them again; the publication is the one they applied, yet their next converge
+    # brings the service back (a disabled gateway is not "already applied"), as a push would.
+    edge.up(Log())
+    for node in fleet.nodes:
+        wait_until(lambda node=node: readyz(gateway(node, edge.spec.gateway.port))[0] == 200,
+                   timeout=CATCH_UP_SECONDS, interval=2.0, what=f"{node.name} serving again after up")
+    require_success(run_playbook("down.yml", inventory=edge.inventory, extravars={"triptyque_purge": True},
+                                 state_dir=edge.root, progress=Log()), "down.yml (purge)")
+    for node in fleet.nodes:
+        left = fleet.ssh(node, "ls -d /usr/local/lib/triptyque-pull /var/lib/triptyque-pull /etc/triptyque/pull.json "
+                               "/etc/systemd/system/triptyque-pull* "
+                               "/etc/systemd/system/triptyque-gateway.service.d/triptyque-pull.conf 2>/dev/null",
+                         check=False).stdout.split()
+        assert left == [], (node.name, left)
 
 
 # ---- the endpoint alone (no fleet) --------------------------------------------------------
@@ -358,3 +399,105 @@ def test_a_pull_node_gets_ansible_for_its_own_platform_and_python():
     assert pull.node_part({"triptyque_platform": "ubuntu-24.04"}) == ("ubuntu-24.04-amd64", "3.12")
     assert pull.node_part({"triptyque_platform": "debian-12-arm64", "triptyque_python": "3.11"}) == (
         "debian-12-arm64", "3.11")
+
+
+# ---- TLS: the real agent against the real endpoint over HTTPS (no fleet) -------------------
+
+AGENT = ROOT / "playbooks" / "roles" / "triptyque_pull" / "files" / "triptyque-pull"
+
+
+def _certificate_authority(folder: Path, name: str) -> tuple[Path, Path, Path]:
+    """A CA of its own and a server certificate it signed for 127.0.0.1: (ca, cert, key)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def certificate(subject: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Name,
+                    signer: ec.EllipticCurvePrivateKey, ca: bool) -> x509.Certificate:
+        builder = (x509.CertificateBuilder()
+                   .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+                   .issuer_name(issuer).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(minutes=5))
+                   .not_valid_after(now + datetime.timedelta(days=1))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if ca:
+            builder = builder.add_extension(x509.KeyUsage(
+                digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
+                key_encipherment=False, data_encipherment=False, key_agreement=False,
+                encipher_only=False, decipher_only=False), critical=True)
+        else:
+            builder = builder.add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key, server_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} CA")])
+    ca_cert = certificate(f"{name} CA", ca_key, ca_name, ca_key, ca=True)
+    server_cert = certificate("pull endpoint", server_key, ca_name, ca_key, ca=False)
+    pem = serialization.Encoding.PEM
+    paths = folder / f"{name}-ca.pem", folder / f"{name}-cert.pem", folder / f"{name}-key.pem"
+    paths[0].write_bytes(ca_cert.public_bytes(pem))
+    paths[1].write_bytes(server_cert.public_bytes(pem))
+    paths[2].write_bytes(server_key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
+                                                  serialization.NoEncryption()))
+    return paths
+
+
+def _agent_report(tmp_path: Path, url: str, token: str, ca_file: str) -> subprocess.CompletedProcess[str]:
+    """The node's agent, as its unit runs it (the system's python3, the standard library only):
+    `report` sends the node's health to the endpoint."""
+    config = tmp_path / "pull.json"
+    config.write_text(json.dumps({
+        "node": "site-a", "url": url, "token": token, "ca_file": ca_file, "home": str(tmp_path / "home"),
+        "timeout_seconds": 3, "poll_seconds": 1, "report_seconds": 60, "retry_seconds": 10,
+        "fleet_operators": ["edge-admin"], "triptyque_root": str(tmp_path / "opt"),
+        "gateway_user": "nobody", "gateway_port": _free_port()}))
+    return subprocess.run(["/usr/bin/python3", str(AGENT), "report", "--config", str(config)],
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_the_agent_reports_over_https_to_an_endpoint_its_ca_signed_and_refuses_any_other(tmp_path: Path):
+    secret = pull.fleet_secret(tmp_path, create=True)
+    _published(tmp_path, ["site-a"])
+    token = pull.node_token(secret, "site-a")
+    ca, cert, key = _certificate_authority(tmp_path, "fleet")
+    other_ca, _, _ = _certificate_authority(tmp_path, "other")
+    port = _free_port()
+    url = f"https://127.0.0.1:{port}"
+    with pull.serving(tmp_path, ["127.0.0.1"], port, tls=pull.Tls(cert, key)):
+        sent = _agent_report(tmp_path, url, token, str(ca))
+        assert sent.returncode == 0, sent.stdout + sent.stderr
+        assert pull.reports(tmp_path)["site-a"]["node"] == "site-a"
+        (pull.pull_dir(tmp_path) / "reports" / "site-a.json").unlink()
+        # A certificate another CA signed (someone else's endpoint): refused, nothing sent.
+        refused = _agent_report(tmp_path, url, token, str(other_ca))
+        assert refused.returncode == 1
+        assert "TLS" in refused.stdout and "CERTIFICATE_VERIFY_FAILED" in refused.stdout, refused.stdout
+        # No CA given: the system's CAs, which never signed this one.
+        assert _agent_report(tmp_path, url, token, "").returncode == 1
+        # Plain HTTP to the TLS listener gets no answer to trust either.
+        assert _agent_report(tmp_path, f"http://127.0.0.1:{port}", token, "").returncode == 1
+        assert not (pull.pull_dir(tmp_path) / "reports" / "site-a.json").exists()
+
+
+def test_pull_serve_tls_options_are_checked_in_one_line(tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from triptyque.cli import app
+
+    listen = ["pull-serve", "--listen", "127.0.0.1:8470", "--state-dir", str(tmp_path)]
+    alone = CliRunner().invoke(app, [*listen, "--tls-cert", str(tmp_path / "cert.pem")])
+    assert alone.exit_code == 1 and "--tls-cert and --tls-key go together" in alone.output
+    (tmp_path / "cert.pem").write_text("not a certificate\n")
+    (tmp_path / "key.pem").write_text("not a key\n")
+    bad = CliRunner().invoke(app, [*listen, "--tls-cert", str(tmp_path / "cert.pem"),
+                                   "--tls-key", str(tmp_path / "key.pem")])
+    assert bad.exit_code == 1 and "not a certificate and its private key in PEM" in bad.output
+    assert "Traceback" not in alone.output + bad.output

@@ -105,15 +105,17 @@ def sign(token: str, body: bytes) -> str:
 def kill_state(edge_root: Path) -> dict[str, Any]:
     path = pull_dir(edge_root) / "killswitch.json"
     if not path.exists():
-        return {"engaged": False, "seq": 0, "operator": "", "reason": "", "at": 0.0}
+        return {"engaged": False, "hard": False, "seq": 0, "operator": "", "reason": "", "at": 0.0}
     loaded: dict[str, Any] = json.loads(path.read_text())
     return loaded
 
 
-def record_kill_state(edge_root: Path, *, engaged: bool, operator: str, reason: str) -> dict[str, Any]:
+def record_kill_state(edge_root: Path, *, engaged: bool, operator: str, reason: str,
+                      hard: bool = False) -> dict[str, Any]:
     """The fleet's decision, for the nodes that were not reachable when it was made: each pull
-    node reads it on reconnecting, and on boot before its gateway starts."""
-    state = {"engaged": engaged, "seq": int(kill_state(edge_root)["seq"]) + 1,
+    node reads it on reconnecting, and on boot before its gateway starts. ``hard``: the engines
+    stop too (``kill --hard``); the node's agent stops its own, and starts it again on release."""
+    state = {"engaged": engaged, "hard": engaged and hard, "seq": int(kill_state(edge_root)["seq"]) + 1,
              "operator": operator, "reason": reason, "at": time.time()}
     _write_json(pull_dir(edge_root) / "killswitch.json", state)
     return state
@@ -458,22 +460,47 @@ def bind(addresses: list[str], port: int) -> list[socket.socket]:
     return sockets
 
 
-def serve(edge_root: Path, addresses: list[str], port: int) -> None:
-    """Serve the pull endpoint until interrupted (``triptyque pull-serve``)."""
+@dataclass(frozen=True)
+class Tls:
+    """The endpoint's certificate and key (PEM files). Nodes check the certificate against the
+    CA the inventory gives them (``triptyque_pull_ca``), else against their system's CAs."""
+
+    cert: Path
+    key: Path
+
+    def check(self) -> Tls:
+        import ssl
+
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            context.load_cert_chain(self.cert, self.key)
+        except (OSError, ssl.SSLError) as exc:
+            raise TargetError(f"--tls-cert {self.cert} / --tls-key {self.key}: not a certificate and "
+                              f"its private key in PEM ({getattr(exc, 'strerror', None) or exc})") from None
+        return self
+
+
+def _server(edge_root: Path, tls: Tls | None) -> Any:
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(create_app(edge_root), log_config=None, access_log=False))
+    options: dict[str, Any] = {"log_config": None, "access_log": False}
+    if tls is not None:
+        options.update(ssl_certfile=str(tls.check().cert), ssl_keyfile=str(tls.key))
+    return uvicorn.Server(uvicorn.Config(create_app(edge_root), **options))
+
+
+def serve(edge_root: Path, addresses: list[str], port: int, tls: Tls | None = None) -> None:
+    """Serve the pull endpoint until interrupted (``triptyque pull-serve``); HTTPS with ``tls``."""
+    server = _server(edge_root, tls)
     server.run(sockets=bind(addresses, port))
 
 
 @contextlib.contextmanager
-def serving(edge_root: Path, addresses: list[str], port: int) -> Iterator[None]:
+def serving(edge_root: Path, addresses: list[str], port: int, tls: Tls | None = None) -> Iterator[None]:
     """The pull endpoint in a thread, for as long as the block runs (tests, drills)."""
-    import uvicorn
-
     from triptyque.wait import wait_until
 
-    server = uvicorn.Server(uvicorn.Config(create_app(edge_root), log_config=None, access_log=False))
+    server = _server(edge_root, tls)
     sockets = bind(addresses, port)
     thread = threading.Thread(target=server.run, kwargs={"sockets": sockets}, daemon=True)
     thread.start()

@@ -238,20 +238,22 @@ class EdgeTarget:
                 report.extra["pull"] = pull.report_summary(last.get(report.node), published, time.time())
 
     def _record_fleet_state(self, engaged: bool, operator: str, reason: str,
-                            reports: list[NodeReport]) -> None:
+                            reports: list[NodeReport], *, hard: bool = False) -> None:
         """Pull nodes offline now obey the decision when they reconnect (edge.pull)."""
         if not any(n.mode == "pull" for n in self.nodes()):
             return
         if not engaged and any(r.reachable and r.engaged for r in reports):
             return  # a resume still waiting for its second approver (two-person rule)
-        state = pull.record_kill_state(self.root, engaged=engaged, operator=operator, reason=reason)
+        state = pull.record_kill_state(self.root, engaged=engaged, operator=operator, reason=reason,
+                                       hard=hard)
         for report in reports:
             report.extra["fleet_kill_seq"] = state["seq"]
 
     def kill(self, operator: str, reason: str, *, hard: bool = False) -> list[NodeReport]:
         reports = asyncio.run(admin_fleet(self.gateways(), self.admin_key(), "kill", operator, reason))
-        self._record_fleet_state(True, operator, reason, reports)
-        if hard and self.spec.kill_switch.stop_engine_on_hard_kill:
+        hard = hard and self.spec.kill_switch.stop_engine_on_hard_kill
+        self._record_fleet_state(True, operator, reason, reports, hard=hard)
+        if hard:
             self._set_engines("stopped", reports, _quiet)
             (self.root / "hard-kill.json").write_text(json.dumps(
                 {"operator": operator, "reason": reason, "at": time.time(),
