@@ -283,9 +283,9 @@ def test_down_stops_the_agent_first_up_brings_it_back_and_a_purge_removes_it(fle
     # `up` enrolls them again; the publication is the one they applied, yet their next converge
     # brings the service back (a disabled gateway is not "already applied"), as a push would.
     edge.up(Log())
-    for node in fleet.nodes:
-        wait_until(lambda node=node: readyz(gateway(node, edge.spec.gateway.port))[0] == 200,
-                   timeout=CATCH_UP_SECONDS, interval=2.0, what=f"{node.name} serving again after up")
+    urls = [gateway(node, edge.spec.gateway.port) for node in fleet.nodes]
+    wait_until(lambda: all(readyz(url)[0] == 200 for url in urls), timeout=CATCH_UP_SECONDS, interval=2.0,
+               what="both pull nodes serving again after up")
     require_success(run_playbook("down.yml", inventory=edge.inventory, extravars={"triptyque_purge": True},
                                  state_dir=edge.root, progress=Log()), "down.yml (purge)")
     for node in fleet.nodes:
