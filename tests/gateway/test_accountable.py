@@ -252,6 +252,18 @@ def test_a_resume_from_a_fail_closed_state_closes_an_incident_the_gateway_opened
         (1, FAIL_CLOSED, "state and audit log disagree", "ops-a")]
 
 
+@pytest.fixture
+def wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
+    """triptyque's console at 250 columns: it reads COLUMNS once, when triptyque.cli is imported
+    (and pytest-xdist's workers run with COLUMNS=80), so the CliRunner's env cannot widen it."""
+    from rich.console import Console
+
+    import triptyque.cli
+
+    monkeypatch.setattr(triptyque.cli, "console", Console(soft_wrap=True, width=250))
+
+
+@pytest.mark.usefixtures("wide_console")
 async def test_triptyque_incidents_lists_them_from_a_gateway_audit_log(tmp_path: Path) -> None:
     state = tmp_path / "state"
     async with gateway(state) as h:
@@ -259,7 +271,7 @@ async def test_triptyque_incidents_lists_them_from_a_gateway_audit_log(tmp_path:
         await decide(h, "resume", "ops-b", reason="patched")
         await decide(h, "kill", "ops-b", reason="second")
     runner = CliRunner()
-    table = runner.invoke(app, ["incidents", "--log", str(state / "audit.jsonl")], env={"COLUMNS": "250"})
+    table = runner.invoke(app, ["incidents", "--log", str(state / "audit.jsonl")])
     as_json = runner.invoke(app, ["incidents", "--log", str(state / "audit.jsonl"), "--json"])
     missing = runner.invoke(app, ["incidents", "--state-dir", str(tmp_path / "none")])
     assert table.exit_code == 0, table.output
