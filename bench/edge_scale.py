@@ -19,7 +19,7 @@ nodes and leave the others on the right release. Ansible settings that matter at
 compared side by side on the largest fleet. ``triptyque.edge.scale`` fits the curves and
 predicts 100, 500 and 1,000 sites; the result is written to ``burden/edge-scale.json``.
 
-Needs root. About an hour on a 2-core machine.
+Needs root. About 1 h 45 min on a 2-core machine (2-16 nodes: one hour).
 """
 
 from __future__ import annotations

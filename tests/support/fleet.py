@@ -7,7 +7,9 @@ own network namespace joined to the host by a veth pair:
     host  10.213.<n>.1/30  <-- veth -->  10.213.<n>.2/30  node n (no default route)
 
 Nodes reach nothing but the host's end of their veth, so anything they install must
-come from the bundle the playbook copies over SSH. Everything a fleet creates
+come from the bundle the playbook copies over SSH. Several fleets may run at once (the test
+suite's two lanes, a bench): machines, namespaces and links are named by run, and subnets
+are chosen under a lock. Everything a fleet creates
 (containers, mounts, namespaces, links, run folders) is recorded in a state file as
 it is made and removed by ``Fleet.stop()``, by ``atexit`` and, for runs that died
 before cleaning up, by ``reap_stale()`` at the next start.
@@ -33,6 +35,7 @@ from pathlib import Path
 import psutil
 import yaml
 
+from triptyque.cachefill import locked
 from triptyque.rootfs import RootfsError, debootstrap_once
 from triptyque.wait import WaitTimeout, wait_until
 
@@ -190,9 +193,12 @@ class Fleet:
         _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"fleet-{self.run_id}",
              "-f", str(self.key))
         try:
-            octets = _free_octets(self.size)
-            for index, octet in enumerate(octets, start=1):
-                self._boot(index, octet, base)
+            # Another fleet may be starting beside this one (the suite's two lanes, a bench):
+            # its subnets are taken once its links carry them, so choose and claim under a lock.
+            with locked(RUN_ROOT / "subnets"):
+                octets = _free_octets(self.size)
+                for index, octet in enumerate(octets, start=1):
+                    self._boot(index, octet, base)
             for node in self.state.nodes:
                 self._wait_for_ssh(node)
                 if node.index in self.firewalled:
