@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from packaging.utils import canonicalize_name
 
 from tests.images.conftest import copy_spec, free_port, tool
 from tests.support import ROOT
@@ -21,7 +22,7 @@ from triptyque.gateway.settings import settings_from_spec
 from triptyque.images import build_images
 from triptyque.images.base import base_rootfs, import_base
 from triptyque.images.build import Built, build_gateway, gateway_key, remote_digest, spec_hash
-from triptyque.images.requirements import gateway_requirements
+from triptyque.images.requirements import gateway_requirements, read_lock
 from triptyque.images.tools import cache_root
 from triptyque.k8s.names import RUN_AS
 from triptyque.keys import hash_key
@@ -112,11 +113,10 @@ def test_sbom_lists_the_locked_packages_with_their_versions(gateway_image: Built
     assert sbom["bomFormat"] == "CycloneDX" and sbom["specVersion"] == "1.6"
     assert sbom["metadata"]["component"]["version"] == gateway_image.digest
     purls = {c["purl"] for c in sbom["components"]}
-    lock = {line.split("==")[0].lower().replace("_", "-"): line.split("==")[1]
-            for line in (ROOT / "requirements.lock").read_text().splitlines() if "==" in line}
+    lock = read_lock(ROOT / "requirements.lock")
     for name, version in gateway_requirements(ROOT):
         canonical = name.lower().replace("_", "-").replace(".", "-")
-        assert lock[name.lower().replace("_", "-")] == version
+        assert lock[canonicalize_name(name)][1] == version
         assert f"pkg:pypi/{canonical}@{version}" in purls
     pypi = [c for c in sbom["components"] if c["purl"].startswith("pkg:pypi/") and c["name"] != "triptyque"]
     assert all(c["hashes"][0]["alg"] == "SHA-256" for c in pypi)
