@@ -16,7 +16,7 @@ test: system-deps venv  ## the whole suite, real engine included, in two lanes (
 	bash tests/k8s/setup_checkov.sh
 	$(BIN)/python -m pytest -n $(TEST_LANES) --dist loadscope $(PYTEST_ARGS)
 
-bench: venv  ## gateway overhead vs vLLM and a fake engine, kill-switch timing (incl. the edge fleet), overload (~11 min); as root also the edge scale curves, 2-32 nodes (about 1 h 45 min more)
+bench: venv  ## gateway overhead vs vLLM and a fake engine, kill-switch timing (incl. the edge fleet), overload (~11 min); as root also the edge scale curves, 2-32 nodes (about 2 h more)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 lint: venv  ## ruff, mypy (package, tests, bench) and the layer contract in pyproject.toml

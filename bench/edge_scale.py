@@ -19,7 +19,8 @@ nodes and leave the others on the right release. Ansible settings that matter at
 compared side by side on the largest fleet. ``triptyque.edge.scale`` fits the curves and
 predicts 100, 500 and 1,000 sites; the result is written to ``burden/edge-scale.json``.
 
-Needs root. About 1 h 45 min on a 2-core machine (2-16 nodes: one hour).
+Needs root. About 2 h on a 2-core machine (2-16 nodes with the comparison and the offline
+runs: 70 min; 32 nodes: 47 min). ``--extend`` adds sizes to the JSON of a run cut short.
 """
 
 from __future__ import annotations
@@ -392,15 +393,17 @@ def fleet_lock(path: Path | None) -> Iterator[None]:
 
 def measure(sizes: Sequence[int], workdir: Path, *, compare_at: int | None, offline_at: int | None,
             repeats: int = 2, say: Say = print, lock: Path | None = None,
-            checkpoint: Callable[[Measurement], None] | None = None) -> Measurement:
+            checkpoint: Callable[[Measurement], None] | None = None,
+            earlier: Measurement | None = None) -> Measurement:
     """Sizes in order, each on a freshly booted fleet; ``checkpoint`` gets the results so far
-    after each operation and each size (a long run that is cut short keeps what it measured)."""
+    after each operation and each size (a long run that is cut short keeps what it measured).
+    ``earlier``: the runs of an earlier bench these sizes complete (``--extend``)."""
     from tests.support.fleet import Fleet
 
     spec = load_spec(ROOT / DEFAULT_SPEC, target="edge")
     bundle_dir = workdir / "bundle"
     build_bundle(spec, bundle_dir, say)
-    result = Measurement()
+    result = earlier or Measurement()
     for size in sizes:
         with fleet_lock(lock):
             started = time.monotonic()
@@ -581,11 +584,23 @@ def rows(measurement: Measurement, model: ScaleModel) -> list[Row]:
 
 def bench(sizes: Sequence[int], workdir: Path, say: Say = print, *, write: Path | None = OUTPUT,
           compare_at: int | None = 16, offline_at: int | None = 8, lock: Path | None = None,
-          repeats: int = 2, argv: Sequence[str] = ()) -> tuple[list[Row], str]:
+          repeats: int = 2, argv: Sequence[str] = (), extend: Path | None = None) -> tuple[list[Row], str]:
     if os.geteuid() != 0:
         return [Row("edge at scale", "not measured: the test fleet needs root", float("nan"), float("nan"),
                     "", None, "", None)], ""
     command = shlex.join(["python", "-m", *argv])
+    earlier = None
+    if extend is not None:
+        import json
+
+        # One document for both runs: the earlier run's points, then these sizes; its command and
+        # date stay in front of this one's.
+        data = json.loads(extend.read_text())
+        known = {o["nodes"] for o in data.get("controller", [])}
+        if known & set(sizes):
+            raise SystemExit(f"{extend} already holds {sorted(known & set(sizes))} nodes: extend it with other sizes")
+        earlier = measurement_from(data)
+        command = f"{data['measured']['command']} ({data['measured']['date']}); then {command}"
 
     def save(measurement: Measurement) -> None:
         if write is not None:
@@ -596,7 +611,7 @@ def bench(sizes: Sequence[int], workdir: Path, say: Say = print, *, write: Path 
             say(f"wrote {write.name} ({len(measurement.outcomes)} runs so far)")
 
     measurement = measure(sizes, workdir, compare_at=compare_at, offline_at=offline_at, say=say,
-                          lock=lock, repeats=repeats, checkpoint=save)
+                          lock=lock, repeats=repeats, checkpoint=save, earlier=earlier)
     model = model_of(measurement, read_defaults())
     return rows(measurement, model), render(measurement, model)
 
@@ -615,6 +630,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=2, help="rounds of the settings comparison")
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--report", type=Path, help="print the report of an earlier run's JSON and stop")
+    parser.add_argument("--extend", type=Path,
+                        help="add these sizes to an earlier run's JSON (a run cut short), written to the usual place")
     args = parser.parse_args(argv)
     if args.report:
         import json
@@ -632,7 +649,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="triptyque-scale-") as work:
         _, text = bench(args.sizes, Path(work), say, write=None if args.no_write else OUTPUT,
                         compare_at=args.compare_at, offline_at=args.offline_at, lock=args.fleet_lock,
-                        repeats=args.repeats, argv=["bench.edge_scale", *(argv if argv is not None else sys.argv[1:])])
+                        repeats=args.repeats, argv=["bench.edge_scale", *(argv if argv is not None else sys.argv[1:])],
+                        extend=args.extend)
     print(text)
     return 0
 

@@ -54,6 +54,12 @@ HOST_PACKAGES = {  # command -> Debian package that provides it
 }
 SUBNET_PREFIX = "10.213"
 RUN_ROOT = Path(os.environ.get("TRIPTYQUE_FLEET_RUN_ROOT", "/var/tmp/triptyque-fleet"))
+# Every node's systemd (PID 1, journald, logind, udev...) opens inotify instances as root, the
+# host's own uid here (no user namespace), and the kernel's default cap is 128 per uid: past about
+# 20 nodes a node's systemd cannot start (seen here: the 22nd of 32 never answered). Podman raises
+# the same limit for its machines (containers/podman#19849). The fleet raises it, never lowers it.
+INOTIFY_INSTANCES = Path("/proc/sys/fs/inotify/max_user_instances")
+INOTIFY_PER_NODE = 16
 
 
 class FleetError(RuntimeError):
@@ -186,6 +192,7 @@ class Fleet:
             raise FleetError("the test fleet needs root (namespaces, mounts, systemd-nspawn)")
         ensure_host_packages()
         reap_stale()
+        _ensure_inotify_instances(128 + INOTIFY_PER_NODE * self.size)
         base = base_image(self.cache_dir, self.distribution)
         self.run_dir.mkdir(parents=True)
         atexit.register(self.stop)
@@ -379,6 +386,12 @@ class Fleet:
             return total
         except psutil.Error:
             return 0
+
+
+def _ensure_inotify_instances(needed: int) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        if int(INOTIFY_INSTANCES.read_text()) < needed:
+            INOTIFY_INSTANCES.write_text(f"{needed}\n")
 
 
 def _free_octets(count: int) -> list[int]:

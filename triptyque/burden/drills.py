@@ -220,6 +220,17 @@ def _watch(ctx: DrillContext, probes: dict[str, Callable[[], bool]]) -> Callable
     return halt
 
 
+def _pulled(ctx: DrillContext, hooks: DrillHooks, issued: float) -> float | None:
+    """Nodes that converge themselves (edge pull nodes) apply what ``up`` published after it
+    returned: wait for every one of them, per node; the drill time the last one did, or None
+    when ``up`` applied everything itself."""
+    applied = hooks.applied(ctx.now, issued)
+    if not applied:
+        return None
+    ctx.per_node("time_to_apply_seconds", applied)
+    return max(applied.values())
+
+
 def _first_token(ctx: DrillContext) -> None:
     seen = first_token(ctx.hooks.access(), ctx.now)
     ctx.per_node("first_token_seconds", seen)
@@ -236,12 +247,19 @@ def drill_deploy(ctx: DrillContext) -> None:
     ctx.steps.clear()
     ctx.watch_progress()
     halt = _watch(ctx, ctx.hooks.deploy_probes())
+    issued = time.time()
     try:
         with ctx.step("human", "deploy", f"triptyque up {cli}"):
             ctx.target.up(ctx.say)
     finally:
         halt()
-    ctx.mark("ready", "Target.up returned: every health check passed")
+    returned = ctx.now()
+    applied = _pulled(ctx, ctx.hooks, issued)
+    if applied is None:
+        ctx.mark("ready", "Target.up returned: every health check passed", at=returned)
+    else:
+        ctx.mark("published", "Target.up returned: published for the pull nodes, pushed to the others", at=returned)
+        ctx.mark("ready", "every pull node reported the release applied and ready", at=applied)
     _first_token(ctx)
     ctx.metric("time_to_serve_seconds", ctx.phases["first_token"]["at"])
     missing = [p for p in DEPLOY_PHASES if p not in ctx.phases]
@@ -254,6 +272,7 @@ def drill_redeploy(ctx: DrillContext) -> None:
     cli = ctx.hooks.cli_name
     client = ctx.hooks.access()
     with Prober(client, ctx.now) as prober:
+        issued = time.time()
         idempotent = ctx.attempt("human", "re-deploy the same spec", f"triptyque up {cli}",
                                  lambda: ctx.target.up(ctx.say))
         if not idempotent:
@@ -265,6 +284,8 @@ def drill_redeploy(ctx: DrillContext) -> None:
             with ctx.step("human", "deploy again", f"triptyque up {cli}"):
                 ctx.target.up(ctx.say)
         ctx.mark("ready", "Target.up returned")
+        if (applied := _pulled(ctx, ctx.hooks, issued)) is not None:
+            ctx.mark("pull_applied", "every pull node reported the release applied and ready", at=applied)
         ctx.per_node("time_to_serve_seconds", wait_serving(client, ctx.now))
         ctx.mark("serving", "every gateway answered 200 again")
     ctx.metric("idempotent", 1.0 if idempotent else 0.0)
@@ -361,9 +382,13 @@ def _change_spec(ctx: DrillContext, spec: ServiceSpec, action: str, change: str)
     target, hooks = ctx.hooks.with_spec(spec)
     client = hooks.access()
     with Prober(client, ctx.now) as prober:
+        issued = time.time()
         with ctx.step("human", action, f"triptyque up {hooks.cli_name}  # {change}"):
             target.up(ctx.say)
         ctx.mark("applied", "Target.up returned")
+        # On pull nodes the old release serves until each node applies the new one: time that.
+        if (applied := _pulled(ctx, hooks, issued)) is not None:
+            ctx.mark("pull_applied", "every pull node reported the release applied and ready", at=applied)
         ctx.per_node("time_to_serve_seconds", wait_serving(client, ctx.now))
         ctx.mark("serving", "every gateway answered 200")
     ctx.metric("outage_seconds", prober.longest_outage())

@@ -12,6 +12,13 @@ fleet the inventory describes; a test harness may pass its own ``reboot`` (a nod
 the systemd-nspawn test fleet cannot reboot itself). systemd restarts a crashed engine
 (``Restart=on-failure`` in the unit), so an engine crash needs no human step.
 
+Pull nodes apply a deployment themselves, on their agent's next poll after ``up`` published
+it: ``applied`` waits for each one's report of that publication, applied and ready, sent after
+``up`` was issued, so that a deploy, upgrade or rollback drill times the nodes' catch-up, not
+the publication. (A report from before proves nothing after a ``down``; when the publication
+did not change, the proof is the node's next periodic report, ``triptyque_pull_report_seconds``.)
+On a fleet of pull nodes only, infra_ready and engine_installed mark the enrollment (pull.yml).
+
 Upgrade and rollback change the engine's configuration (``max_model_len``), which the
 rollout treats like any release: staged on every node, then restarted one node at a
 time behind the health gate. No second vLLM version is available offline here; a
@@ -20,22 +27,29 @@ version upgrade takes the same path with a rebuilt bundle.
 
 from __future__ import annotations
 
+import json
 import subprocess
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import httpx
 
+from triptyque.edge import pull
 from triptyque.edge.runner import ansible_tool
 from triptyque.errors import TargetError
 from triptyque.spec import ServiceSpec
 from triptyque.targets.hooks import DrillHooks
 from triptyque.types import Access
+from triptyque.wait import WaitTimeout, wait_until
 
 if TYPE_CHECKING:
     from triptyque.targets.edge import EdgeTarget
 
 ENGINE_UNIT = "triptyque-engine.service"
+# A pull node starts converging within its watcher's poll (2 s) of a new publication; a first
+# install on a slow node takes minutes. A node offline longer is reported, not waited for.
+APPLY_TIMEOUT_SECONDS = 1800.0
 
 
 class EdgeHooks(DrillHooks):
@@ -73,6 +87,33 @@ class EdgeHooks(DrillHooks):
             output = " ".join((done.stdout + done.stderr).split())
             raise TargetError(f"{node}: {module} {args!r} failed ({done.returncode}): {output[:600]}")
         return f"ansible -i {self.target.inventory} {node} --become -m {module} -a '{args}'"
+
+    def applied(self, now: Callable[[], float], since: float,
+                timeout: float = APPLY_TIMEOUT_SECONDS) -> dict[str, float]:
+        pulled = [node.name for node in self.target.nodes() if node.mode == "pull"]
+        if not pulled:
+            return {}
+        publication = json.loads((pull.pull_dir(self.target.root) / "publication.json").read_text())["id"]
+        seen: dict[str, float] = {}
+
+        def all_applied() -> bool:
+            last = pull.reports(self.target.root)
+            for name in pulled:
+                report = last.get(name, {})
+                if name not in seen and report.get("applied_publication") == publication \
+                        and report.get("ready") is True and float(report.get("received_at", 0.0)) >= since:
+                    seen[name] = now()
+            return len(seen) == len(pulled)
+
+        started = time.monotonic()
+        try:
+            wait_until(all_applied, timeout=timeout, interval=0.5, what="the pull nodes to apply the publication")
+        except WaitTimeout:
+            missing = ", ".join(name for name in pulled if name not in seen)
+            raise TargetError(f"pull node(s) {missing} did not report publication {publication} applied and "
+                              f"ready within {time.monotonic() - started:.0f} s: offline, or their converge "
+                              "failed (`triptyque status --target edge` shows their last report)") from None
+        return seen
 
     def crash_engine(self) -> str:
         # SIGKILL to the main process, as the OOM killer does; systemd then stops the rest of the

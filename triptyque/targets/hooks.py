@@ -47,6 +47,13 @@ class DrillHooks:
         """Regular expression on ``up``'s progress messages -> the phase it marks."""
         return {}
 
+    def applied(self, now: Callable[[], float], since: float) -> dict[str, float]:
+        """After ``up`` returned: wait until the nodes that converge themselves (edge pull
+        nodes) run what it deployed; per node, the drill time (``now()``) it was seen. Empty
+        when ``up`` returns only once every node applied it (every push target).
+        ``since`` is the wall-clock time ``up`` was issued."""
+        return {}
+
     def crash_engine(self) -> str:
         """Crash the engine of one node (or every node) as an OOM kill would; return the command."""
         raise NotImplementedError
