@@ -91,8 +91,15 @@ def test_the_edge_kill_switch_refuses_everywhere_within_seconds(
 ) -> None:
     # About 0.6 s seen on an idle machine, 1.3 s on a loaded one: the bound leaves room for CI.
     assert 0 < entry(drilled[1], "kill-soft").metrics["time_to_refuse_all_seconds"] < 5.0
+    # A hard kill is proven by systemd's answers to engine.yml (the engine reached "stopped",
+    # then "started" on resume), not by how long serving again took: the fake engine starts in
+    # about a second, so that duration is mostly Ansible's (4.9 s in a CI run that a "> 5 s"
+    # bound then failed).
     hard = entry(drilled[1], "kill-hard")
-    assert hard.metrics["time_to_serve_again_seconds"] > 5
+    assert "engine_stopped" in hard.phases
+    assert hard.metrics["engine_stop_seconds"] > 0
+    assert hard.metrics["engine_start_seconds"] > 0
+    assert hard.metrics["time_to_serve_again_seconds"] > 0
 
 
 def test_an_edge_upgrade_and_its_rollback_each_restart_the_engine_once(

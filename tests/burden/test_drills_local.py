@@ -96,6 +96,7 @@ def test_a_hard_kill_stops_the_engine_and_resume_restarts_it(
     assert 0 < kill.metrics["time_to_refuse_all_seconds"] < 30
     assert kill.metrics["engine_stop_seconds"] > 0
     assert 5 < kill.metrics["time_to_serve_again_seconds"] < 600  # a full engine start
+    assert 5 < kill.metrics["engine_start_seconds"] <= kill.metrics["time_to_serve_again_seconds"]
 
 
 def test_an_engine_crash_is_detected_at_once_and_restored_by_a_human_step(

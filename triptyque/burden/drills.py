@@ -220,15 +220,22 @@ def _watch(ctx: DrillContext, probes: dict[str, Callable[[], bool]]) -> Callable
     return halt
 
 
-def _pulled(ctx: DrillContext, hooks: DrillHooks, issued: float) -> float | None:
+PULL_APPLIED = "every pull node reported the release applied and ready"
+
+
+def _pulled(ctx: DrillContext, hooks: DrillHooks, issued: float,
+            phase: str | None = "pull_applied") -> float | None:
     """Nodes that converge themselves (edge pull nodes) apply what ``up`` published after it
-    returned: wait for every one of them, per node; the drill time the last one did, or None
-    when ``up`` applied everything itself."""
+    returned: wait for every one of them, per node, and mark ``phase`` when the last one did;
+    return that drill time, or None when ``up`` applied everything itself."""
     applied = hooks.applied(ctx.now, issued)
     if not applied:
         return None
     ctx.per_node("time_to_apply_seconds", applied)
-    return max(applied.values())
+    last = max(applied.values())
+    if phase:
+        ctx.mark(phase, PULL_APPLIED, at=last)
+    return last
 
 
 def _first_token(ctx: DrillContext) -> None:
@@ -254,12 +261,12 @@ def drill_deploy(ctx: DrillContext) -> None:
     finally:
         halt()
     returned = ctx.now()
-    applied = _pulled(ctx, ctx.hooks, issued)
+    applied = _pulled(ctx, ctx.hooks, issued, phase=None)
     if applied is None:
         ctx.mark("ready", "Target.up returned: every health check passed", at=returned)
     else:
         ctx.mark("published", "Target.up returned: published for the pull nodes, pushed to the others", at=returned)
-        ctx.mark("ready", "every pull node reported the release applied and ready", at=applied)
+        ctx.mark("ready", PULL_APPLIED, at=applied)
     _first_token(ctx)
     ctx.metric("time_to_serve_seconds", ctx.phases["first_token"]["at"])
     missing = [p for p in DEPLOY_PHASES if p not in ctx.phases]
@@ -284,8 +291,7 @@ def drill_redeploy(ctx: DrillContext) -> None:
             with ctx.step("human", "deploy again", f"triptyque up {cli}"):
                 ctx.target.up(ctx.say)
         ctx.mark("ready", "Target.up returned")
-        if (applied := _pulled(ctx, ctx.hooks, issued)) is not None:
-            ctx.mark("pull_applied", "every pull node reported the release applied and ready", at=applied)
+        _pulled(ctx, ctx.hooks, issued)
         ctx.per_node("time_to_serve_seconds", wait_serving(client, ctx.now))
         ctx.mark("serving", "every gateway answered 200 again")
     ctx.metric("idempotent", 1.0 if idempotent else 0.0)
@@ -318,7 +324,15 @@ def _kill(ctx: DrillContext, hard: bool) -> None:
     resumed_at = ctx.now()
     with ctx.step("human", "release the kill switch" + (" (restarts the engine)" if hard else ""),
                   f'triptyque resume -t {cli} -r "drill over"'):
-        ctx.target.resume(ctx.operator, "drill over")
+        resumed = ctx.target.resume(ctx.operator, "drill over")
+    if hard:
+        # edge reports engine_started(_seconds) per node from engine.yml; local its own restart
+        not_started = [r.node for r in resumed if r.extra.get("engine_started") is False]
+        if not_started:
+            raise BurdenError([f"the engine did not start again on {', '.join(not_started)}"])
+        ctx.metric("engine_start_seconds", max(
+            (float(r.extra.get("engine_start_seconds") or r.extra.get("engine_started_seconds") or 0.0)
+             for r in resumed), default=0.0))
     ctx.mark("resumed", "Target.resume returned")
     ctx.per_node("time_to_serve_again_seconds", wait_serving(client, ctx.now), since=resumed_at)
     ctx.mark("all_serve", "every gateway answered 200 again")
@@ -387,8 +401,7 @@ def _change_spec(ctx: DrillContext, spec: ServiceSpec, action: str, change: str)
             target.up(ctx.say)
         ctx.mark("applied", "Target.up returned")
         # On pull nodes the old release serves until each node applies the new one: time that.
-        if (applied := _pulled(ctx, hooks, issued)) is not None:
-            ctx.mark("pull_applied", "every pull node reported the release applied and ready", at=applied)
+        _pulled(ctx, hooks, issued)
         ctx.per_node("time_to_serve_seconds", wait_serving(client, ctx.now))
         ctx.mark("serving", "every gateway answered 200")
     ctx.metric("outage_seconds", prober.longest_outage())

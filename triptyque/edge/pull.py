@@ -71,6 +71,18 @@ def pull_dir(edge_root: Path) -> Path:
     return edge_root / "pull"
 
 
+def read_publication(folder: Path) -> dict[str, Any]:
+    """The publication.json of a pull folder (what nodes fetch and where it lies here)."""
+    loaded: dict[str, Any] = json.loads((folder / "publication.json").read_text())
+    return loaded
+
+
+def current_publication(edge_root: Path) -> dict[str, Any] | None:
+    """What this controller publishes for its pull nodes now; None before the first publication."""
+    folder = pull_dir(edge_root)
+    return read_publication(folder) if (folder / "publication.json").exists() else None
+
+
 # ---- secrets and signatures -------------------------------------------------------------
 
 
@@ -235,8 +247,7 @@ class Publication:
     folder: Path
 
     def load(self) -> dict[str, Any]:
-        loaded: dict[str, Any] = json.loads((self.folder / "publication.json").read_text())
-        return loaded
+        return read_publication(self.folder)
 
 
 def publish(edge_root: Path, *, manifest: Manifest, bundle_dir: Path, extravars: dict[str, Any],
@@ -376,8 +387,7 @@ def create_app(edge_root: Path) -> Any:
     folder = pull_dir(edge_root)
 
     def publication() -> dict[str, Any]:
-        loaded: dict[str, Any] = json.loads((folder / "publication.json").read_text())
-        return loaded
+        return read_publication(folder)
 
     def caller(request: Request, node: str | None = None) -> str | None:
         """The node whose token the request carries, when it names a pull node."""

@@ -229,9 +229,7 @@ class EdgeTarget:
         pulled = {n.name for n in self.nodes() if n.mode == "pull"}
         if not pulled:
             return
-        folder = pull.pull_dir(self.root)
-        published = json.loads((folder / "publication.json").read_text()) \
-            if (folder / "publication.json").exists() else None
+        published = pull.current_publication(self.root)
         last = pull.reports(self.root)
         for report in reports:
             if report.node in pulled:

@@ -27,7 +27,6 @@ version upgrade takes the same path with a rebuilt bundle.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
 from collections.abc import Callable
@@ -93,7 +92,10 @@ class EdgeHooks(DrillHooks):
         pulled = [node.name for node in self.target.nodes() if node.mode == "pull"]
         if not pulled:
             return {}
-        publication = json.loads((pull.pull_dir(self.target.root) / "publication.json").read_text())["id"]
+        published = pull.current_publication(self.target.root)
+        if published is None:
+            raise TargetError("no publication for the pull nodes yet: run `triptyque up --target edge` first")
+        publication = published["id"]
         seen: dict[str, float] = {}
 
         def all_applied() -> bool:

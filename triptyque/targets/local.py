@@ -235,11 +235,16 @@ class LocalTarget:
 
     def resume(self, operator: str, reason: str, progress: Progress | None = None) -> list[NodeReport]:
         engine = self.processes.get("engine")
+        restart: dict[str, object] = {}
         if engine is None or not engine.alive():
             (progress or (lambda _m: None))("the engine was stopped (hard kill): starting it again")
+            started = time.perf_counter()
             self._start_engine()
             self._wait("engine", f"{self.engine_url}/health", ENGINE_START_TIMEOUT, progress or (lambda _m: None))
-        return self._admin("resume", operator, reason)
+            restart = {"engine_started": True, "engine_start_seconds": round(time.perf_counter() - started, 3)}
+        reports = self._admin("resume", operator, reason)
+        reports[0].extra.update(restart)
+        return reports
 
     def _admin(self, action: str, operator: str, reason: str) -> list[NodeReport]:
         admin_key = self.secrets()["admin_key"]
