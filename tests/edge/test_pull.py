@@ -522,7 +522,7 @@ def test_a_drill_waits_for_each_pull_node_report_of_the_new_publication_and_name
     nodes = [SimpleNamespace(name=n, mode=m) for n, m in (("site-a", "pull"), ("site-b", "pull"),
                                                         ("site-c", "pull"), ("site-d", "push"))]
     hooks = EdgeHooks(SimpleNamespace(nodes=lambda: nodes, root=tmp_path))  # type: ignore[arg-type]
-    with pytest.raises(TargetError, match=r"^no publication for the pull nodes yet: run `triptyque up"):
+    with pytest.raises(TargetError, match=r"^no publication for the pull nodes yet: run `triptyque up edge` first"):
         hooks.applied(lambda: 0.0, time.time(), timeout=1.0)
     _published(tmp_path, ["site-a", "site-b", "site-c"])
     issued = time.time()

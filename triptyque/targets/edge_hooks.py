@@ -94,7 +94,7 @@ class EdgeHooks(DrillHooks):
             return {}
         published = pull.current_publication(self.target.root)
         if published is None:
-            raise TargetError("no publication for the pull nodes yet: run `triptyque up --target edge` first")
+            raise TargetError("no publication for the pull nodes yet: run `triptyque up edge` first")
         publication = published["id"]
         seen: dict[str, float] = {}
 
