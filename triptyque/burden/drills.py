@@ -316,23 +316,19 @@ def _kill(ctx: DrillContext, hard: bool) -> None:
     ctx.per_node("time_to_refuse_all_seconds", wait_refused(client, ctx.now), since=issued)
     ctx.mark("all_refuse", "every gateway answered 503 to a real request")
     if hard:
-        # local reports engine_stop_seconds, edge engine_stopped_seconds (per node, from systemd)
-        stop_times = [float(r.extra.get("engine_stop_seconds") or r.extra.get("engine_stopped_seconds") or 0.0)
-                      for r in reports]
-        ctx.metric("engine_stop_seconds", max(stop_times))
+        # engine_stopped(_seconds) and engine_started(_seconds): per node, from systemd on edge
+        ctx.metric("engine_stop_seconds", max(float(r.extra.get("engine_stopped_seconds") or 0.0) for r in reports))
         ctx.mark("engine_stopped", "the kill call returned with the engine stopped")
     resumed_at = ctx.now()
     with ctx.step("human", "release the kill switch" + (" (restarts the engine)" if hard else ""),
                   f'triptyque resume -t {cli} -r "drill over"'):
         resumed = ctx.target.resume(ctx.operator, "drill over")
     if hard:
-        # edge reports engine_started(_seconds) per node from engine.yml; local its own restart
         not_started = [r.node for r in resumed if r.extra.get("engine_started") is False]
         if not_started:
             raise BurdenError([f"the engine did not start again on {', '.join(not_started)}"])
-        ctx.metric("engine_start_seconds", max(
-            (float(r.extra.get("engine_start_seconds") or r.extra.get("engine_started_seconds") or 0.0)
-             for r in resumed), default=0.0))
+        ctx.metric("engine_start_seconds",
+                   max((float(r.extra.get("engine_started_seconds") or 0.0) for r in resumed), default=0.0))
     ctx.mark("resumed", "Target.resume returned")
     ctx.per_node("time_to_serve_again_seconds", wait_serving(client, ctx.now), since=resumed_at)
     ctx.mark("all_serve", "every gateway answered 200 again")

@@ -230,7 +230,7 @@ class LocalTarget:
             started = time.perf_counter()
             stopped = self.processes.stop("engine")
             reports[0].extra["engine_stopped"] = stopped
-            reports[0].extra["engine_stop_seconds"] = round(time.perf_counter() - started, 3)
+            reports[0].extra["engine_stopped_seconds"] = round(time.perf_counter() - started, 3)
         return reports
 
     def resume(self, operator: str, reason: str, progress: Progress | None = None) -> list[NodeReport]:
@@ -241,7 +241,7 @@ class LocalTarget:
             started = time.perf_counter()
             self._start_engine()
             self._wait("engine", f"{self.engine_url}/health", ENGINE_START_TIMEOUT, progress or (lambda _m: None))
-            restart = {"engine_started": True, "engine_start_seconds": round(time.perf_counter() - started, 3)}
+            restart = {"engine_started": True, "engine_started_seconds": round(time.perf_counter() - started, 3)}
         reports = self._admin("resume", operator, reason)
         reports[0].extra.update(restart)
         return reports
